@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh clone:
+#   make demo   - the whole flow on this machine (emulated kubelet, API server and sysfs)
+#   make test   - every test (.ci/run calls this)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv test demo bench lint stubs clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: venv
+	./scripts/ensure-services.sh
+	$(PY) -m pytest -q
+
+demo: venv
+	./scripts/ensure-services.sh
+	$(PY) -m demo
+
+bench: venv
+	./scripts/ensure-services.sh
+	$(PY) -m benchmarks
+
+lint: venv
+	$(VENV)/bin/ruff check gpu_plugin sysinv_ext tests benchmarks scripts demo
+	$(VENV)/bin/mypy gpu_plugin sysinv_ext
+
+stubs: venv
+	$(PY) scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
