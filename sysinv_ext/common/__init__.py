@@ -1,0 +1,1 @@
+"""Shared pieces of sysinv_ext: exceptions, RPC transport setup, compatibility shims."""
