@@ -1,0 +1,56 @@
+"""Options of the ``[agent]`` group used by ``sysinv-gpu-agent``.
+
+Owns only option definitions (names, defaults, bounds, help); the agent manager receives a
+``ConfigOpts`` holding them and never reads the global ``cfg.CONF``.
+"""
+from __future__ import annotations
+
+from oslo_config import cfg
+
+agent_group = cfg.OptGroup(
+    name="agent",
+    title="sysinv GPU agent options",
+    help="Detection of Intel GPUs on this host and their report to the sysinv conductor.")
+
+PAYLOAD_FORMATS = ("2023", "2019")
+
+opts = [
+    cfg.StrOpt("sysfs_root", default="/sys",
+               help="Root of the sysfs tree scanned for Intel GPUs "
+                    "(bus/pci/devices/*); host UUID is read below it too."),
+    cfg.StrOpt("host_uuid", default=None,
+               sample_default="<contents of <sysfs_root>/class/dmi/id/product_uuid>",
+               help="sysinv host UUID reported to the conductor (the Kubernetes node's "
+                    "status.nodeInfo.systemUUID). Default: read from "
+                    "<sysfs_root>/class/dmi/id/product_uuid."),
+    cfg.IntOpt("report_interval", default=60, min=1,
+               help="Seconds between periodic rescans of sysfs; a report is sent at start "
+                    "and whenever the set of detected device plugins changes."),
+    cfg.StrOpt("conductor_topic", default="sysinv.conductor_manager",
+               help="RPC topic of the sysinv conductor (sysinv's rpcapi.MANAGER_TOPIC)."),
+    cfg.StrOpt("payload_format", default="2023", choices=PAYLOAD_FORMATS,
+               help="Keyword the report uses: 2023 sends device_plugins=[\"intelgpu\"] "
+                    "(sysinv 2f3fa421 and this project's conductor); 2019 sends "
+                    "device_plugin_labels=[{\"label_key\": \"intelgpu\", \"label_value\": "
+                    "\"enabled\"}] for conductors running sysinv 023be742."),
+    cfg.IntOpt("rpc_timeout", default=30, min=1,
+               help="Seconds to wait for the conductor's reply to one report."),
+    cfg.IntOpt("rpc_retry", default=1, min=0,
+               help="Reconnection attempts per report when the broker is unreachable "
+                    "(never infinite, so a broker outage cannot block the agent)."),
+    cfg.IntOpt("retry_backoff_max", default=60, min=1,
+               help="Upper bound in seconds of the exponential backoff between failed "
+                    "reports; the agent retries until a report succeeds."),
+    cfg.BoolOpt("udev_events", default=True,
+                help="Also rescan on udev events of subsystems pci and drm when udev is "
+                     "available (pyudev); the periodic rescan runs regardless."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(agent_group)
+    conf.register_opts(opts, group=agent_group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    return [(agent_group, opts)]
