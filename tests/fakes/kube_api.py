@@ -1,0 +1,420 @@
+"""Emulated Kubernetes API server: a small real HTTP server for tests and the demo.
+
+Serves discovery, nodes and a few namespaced kinds (serviceaccounts, configmaps, daemonsets, ...)
+well enough for the official ``kubernetes`` Python client and ``kubectl apply --validate=false``.
+EMULATED, not Kubernetes: no auth, no watch, no admission, no OpenAPI; strategic merge patches are
+applied as deep merges (lists of named dicts merged by ``name``). Records every request and PATCH
+body, and can inject error statuses, dropped connections and delays. No pytest imports.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.kube_semantics import (
+    PATCH_TYPES,
+    RESOURCES,
+    ApiError,
+    Key,
+    discovery,
+    json_patch,
+    match_labels,
+    merge_patch,
+    route,
+    status_body,
+)
+
+LOG = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as received: method, path (no query), query dict, content type, parsed body."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    content_type: str
+    body: Any
+
+
+@dataclass
+class _Injection:
+    method: str
+    pattern: re.Pattern[str]
+    times: int
+    status: int = 0          # 0 = no error response (drop or delay only)
+    drop: bool = False
+    delay: float = 0.0
+    reason: str = ""
+    message: str = ""
+
+
+def write_kubeconfig(path: str | Path, server_url: str) -> Path:
+    """Write a kubeconfig (context ``fake``) pointing at ``server_url``; return its path."""
+    path = Path(path)
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake", "preferences": {},
+        "clusters": [{"name": "fake", "cluster": {"server": server_url}}],
+        "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+    }
+    path.write_text(json.dumps(config, indent=2))  # JSON is valid YAML
+    return path
+
+
+
+
+class FakeKubeAPI:
+    """The emulated API server. ``start()``/``stop()`` or use it as a context manager.
+
+    ``url`` is ``http://127.0.0.1:PORT``; ``write_kubeconfig(path)`` points clients at it.
+    ``requests`` / ``patches`` hold every RecordedRequest / every PATCH, in arrival order.
+    Namespaces default, kube-system, kube-public and kube-node-lease exist from the start.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._address = (host, port)
+        self._lock = threading.RLock()
+        self._objects: dict[Key, Obj] = {}
+        self._revision = 0
+        self._injections: list[_Injection] = []
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.requests: list[RecordedRequest] = []
+        self.patches: list[RecordedRequest] = []
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> FakeKubeAPI:
+        httpd = ThreadingHTTPServer(self._address, _make_handler(self))
+        httpd.daemon_threads = True
+        httpd.block_on_close = False
+        self._httpd = httpd
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-kube-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeKubeAPI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("fake API server not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._address[0]}:{self.port}"
+
+    def write_kubeconfig(self, path: str | Path) -> Path:
+        """Write a kubeconfig for this server (call after ``start()``)."""
+        return write_kubeconfig(path, self.url)
+
+    # -- seeding and inspection (test side, no HTTP) -----------------------------------------
+    def add_node(self, name: str, system_uuid: str, labels: dict[str, str] | None = None) -> Obj:
+        """Create a Node whose ``status.nodeInfo.systemUUID`` is ``system_uuid``."""
+        return self.put_object({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": dict(labels or {})},
+            "status": {"nodeInfo": {
+                "systemUUID": system_uuid, "machineID": system_uuid.replace("-", "").lower(),
+                "bootID": str(uuid.uuid4()), "architecture": "amd64", "operatingSystem": "linux",
+                "osImage": "Debian GNU/Linux 11 (bullseye)", "kernelVersion": "5.10.0-6-amd64",
+                "containerRuntimeVersion": "containerd://1.7.0", "kubeletVersion": "v1.32.4",
+                "kubeProxyVersion": "v1.32.4"}, "capacity": {}, "allocatable": {}},
+        })
+
+    def put_object(self, obj: Obj) -> Obj:
+        """Create or replace any served object from its apiVersion/kind/metadata."""
+        group, _, version = obj["apiVersion"].rpartition("/")
+        plural = next(p for (g, v, p), (k, _, _) in RESOURCES.items()
+                      if (g, v, k) == (group, version, obj["kind"]))
+        key = (group, version, plural, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        with self._lock:
+            return copy.deepcopy(self._save(key, copy.deepcopy(obj), self._objects.get(key)))
+
+    def get_object(self, api_version: str, plural: str, name: str, namespace: str = "") -> Obj | None:
+        group, _, version = api_version.rpartition("/")
+        with self._lock:
+            found = self._objects.get((group, version, plural, namespace, name))
+            return copy.deepcopy(found) if found else None
+
+    def list_objects(self, api_version: str, plural: str) -> list[Obj]:
+        group, _, version = api_version.rpartition("/")
+        with self._lock:
+            return [copy.deepcopy(o) for k, o in sorted(self._objects.items())
+                    if k[:3] == (group, version, plural)]
+
+    def get_node(self, name: str) -> Obj | None:
+        return self.get_object("v1", "nodes", name)
+
+    def node_labels(self, name: str) -> dict[str, str]:
+        node = self.get_node(name)
+        if node is None:
+            raise KeyError(name)
+        return dict(node["metadata"].get("labels") or {})
+
+    def clear_records(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.patches.clear()
+
+    # -- fault injection ---------------------------------------------------------------------
+    def inject(self, method: str, path_regex: str, status: int = 500, times: int = 1,
+               reason: str = "", message: str = "") -> None:
+        """The next ``times`` matching requests get a Status ``status`` ("*" matches any method)."""
+        self._add(_Injection(method, re.compile(path_regex), times, status=status, reason=reason,
+                             message=message or f"injected failure ({status})"))
+
+    def inject_drop(self, method: str, path_regex: str, times: int = 1) -> None:
+        """The next ``times`` matching requests: connection closed without any response."""
+        self._add(_Injection(method, re.compile(path_regex), times, drop=True))
+
+    def inject_delay(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
+        """The next ``times`` matching requests are answered normally after ``seconds``."""
+        self._add(_Injection(method, re.compile(path_regex), times, delay=seconds))
+
+    def clear_injections(self) -> None:
+        with self._lock:
+            self._injections.clear()
+
+    def _add(self, injection: _Injection) -> None:
+        with self._lock:
+            self._injections.append(injection)
+
+    def _take_injection(self, method: str, path: str) -> _Injection | None:
+        with self._lock:
+            for inj in self._injections:
+                if inj.times > 0 and inj.method in ("*", method) and inj.pattern.search(path):
+                    inj.times -= 1
+                    return inj
+        return None
+
+    # -- API semantics (called by the handler, under the lock) -------------------------------
+    def _save(self, key: Key, obj: Obj, old: Obj | None) -> Obj:
+        group, version, plural = key[:3]
+        meta = obj.setdefault("metadata", {})
+        if old is not None and _strip_meta(old) == _strip_meta(obj):
+            return old  # no-op: keep resourceVersion (kubectl apply then reports "unchanged")
+        obj["apiVersion"] = f"{group}/{version}" if group else version
+        obj["kind"] = RESOURCES[(group, version, plural)][0]
+        meta["name"] = key[4]
+        if key[3]:
+            meta["namespace"] = key[3]
+        old_meta = (old or {}).get("metadata", {})
+        meta["uid"] = old_meta.get("uid") or str(uuid.uuid4())
+        meta["creationTimestamp"] = old_meta.get("creationTimestamp") or \
+            datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        spec_changed = old is None or old.get("spec") != obj.get("spec")
+        meta["generation"] = int(old_meta.get("generation", 0)) + (1 if spec_changed else 0)
+        self._revision += 1
+        meta["resourceVersion"] = str(self._revision)
+        self._objects[key] = obj
+        return obj
+
+    def _handle(self, method: str, path: str, query: dict[str, list[str]], ctype: str,
+                body: Any) -> tuple[int, Obj]:
+        parts = [p for p in path.split("/") if p]
+        document = discovery(parts)
+        if document is not None:
+            if method != "GET":
+                raise ApiError(405, f"{method} not allowed on {path}")
+            return 200, document
+        key, subresource = route(parts)
+        if key is None:
+            raise ApiError(404, "the server could not find the requested resource")
+        group, version, plural, ns, name = key
+        kind, namespaced, _ = RESOURCES[(group, version, plural)]
+        with self._lock:
+            if namespaced and ns and method in ("POST", "PUT", "PATCH") and \
+                    ("", "v1", "namespaces", "", ns) not in self._objects:
+                raise ApiError(404, f'namespaces "{ns}" not found')
+            if not name:
+                if method == "GET":
+                    return 200, self._list(key, kind, query)
+                if method == "POST":
+                    return 201, copy.deepcopy(self._create(key, body))
+                raise ApiError(405, f"{method} not allowed on a collection")
+            current = self._objects.get(key)
+            if current is None:
+                raise ApiError(404, f'{plural}{"." + group if group else ""} "{name}" not found')
+            if method == "GET":
+                return 200, copy.deepcopy(current)
+            if method == "DELETE":
+                del self._objects[key]
+                return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                             "details": {"name": name, "group": group, "kind": plural,
+                                         "uid": current["metadata"]["uid"]}}
+            if method == "PUT":
+                new = _checked(body, current, f"{plural} {name!r}")
+            elif method == "PATCH":
+                new = _patched(current, ctype, body, subresource)
+            else:
+                raise ApiError(405, f"{method} not allowed")
+            return 200, copy.deepcopy(self._save(key, new, current))
+
+    def _list(self, key: Key, kind: str, query: dict[str, list[str]]) -> Obj:
+        selector = query.get("labelSelector", [""])[0]
+        fields = dict(t.split("=", 1) for t in query.get("fieldSelector", [""])[0].split(",") if "=" in t)
+        items = [copy.deepcopy(o) for k, o in sorted(self._objects.items())
+                 if k[:3] == key[:3] and (not key[3] or k[3] == key[3])
+                 and match_labels(o["metadata"].get("labels") or {}, selector)
+                 and fields.get("metadata.name", k[4]) == k[4]]
+        return {"kind": f"{kind}List", "apiVersion": items[0]["apiVersion"] if items else
+                (f"{key[0]}/{key[1]}" if key[0] else key[1]),
+                "metadata": {"resourceVersion": str(self._revision)}, "items": items}
+
+    def _create(self, key: Key, body: Any) -> Obj:
+        if not isinstance(body, dict) or not body.get("metadata", {}).get("name"):
+            raise ApiError(422, "metadata.name: Required value: name is required")
+        name = body["metadata"]["name"]
+        body_ns = body["metadata"].get("namespace")
+        if key[3] and body_ns and body_ns != key[3]:
+            raise ApiError(400, "the namespace of the provided object does not match the namespace sent "
+                           "on the request")
+        full = key[:4] + (name,)
+        if full in self._objects:
+            raise ApiError(409, f'{key[2]} "{name}" already exists', "AlreadyExists")
+        return self._save(full, copy.deepcopy(body), None)
+
+
+def _strip_meta(obj: Obj) -> Obj:
+    out = copy.deepcopy(obj)
+    for k in ("resourceVersion", "generation", "uid", "creationTimestamp", "managedFields"):
+        out.get("metadata", {}).pop(k, None)
+    return out
+
+
+def _checked(body: Any, current: Obj, what: str) -> Obj:
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    sent = body.get("metadata", {}).get("resourceVersion")
+    if sent and sent != current["metadata"]["resourceVersion"]:
+        raise ApiError(409, f"Operation cannot be fulfilled on {what}: the object has been modified; "
+                       "please apply your changes to the latest version and try again", "Conflict")
+    return copy.deepcopy(body)
+
+
+def _patched(current: Obj, ctype: str, body: Any, subresource: str) -> Obj:
+    base = ctype.split(";")[0].strip()
+    if base == "application/json-patch+json":
+        if not isinstance(body, list):
+            raise ApiError(400, "json patch body must be a list of operations")
+        return json_patch(current, body)
+    if base in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+        if not isinstance(body, dict):
+            raise ApiError(400, "merge patch body must be a JSON object")
+        _checked(body, current, "object")
+        new = merge_patch(current, body, strategic=base.startswith("application/strategic"))
+        new.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return dict(new)
+    raise ApiError(415, f"the body of the request was in an unknown format - accepted media types include: "
+                   f"{', '.join(PATCH_TYPES)}")
+
+
+def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 30
+
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            ctype = self.headers.get("Content-Type", "")
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+            query = parse_qs(url.query)
+            record = RecordedRequest(self.command, url.path, query, ctype, body)
+            with api._lock:
+                api.requests.append(record)
+                if self.command == "PATCH":
+                    api.patches.append(record)
+            injection = api._take_injection(self.command, url.path)
+            if injection is not None:
+                time.sleep(injection.delay)
+                if injection.drop:
+                    self.close_connection = True
+                    return
+                if injection.status:
+                    reason = injection.reason or ApiError(injection.status, "").reason
+                    self._reply(injection.status, status_body(injection.status, injection.message, reason))
+                    return
+            try:
+                if isinstance(body, str):
+                    raise ApiError(400, "request body is not valid JSON")
+                code, payload = api._handle(self.command, url.path, query, ctype, body)
+            except ApiError as exc:
+                code, payload = exc.code, status_body(exc.code, exc.message, exc.reason)
+            self._reply(code, payload)
+
+        def _reply(self, code: int, payload: Obj) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+            LOG.debug("fake-kube-api: %s", format % args)
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fake API server in the foreground (for demos): prints its URL, writes a kubeconfig."""
+    parser = argparse.ArgumentParser(description="emulated Kubernetes API server (tests/demo only)")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--kubeconfig", default="fake-kubeconfig.yaml")
+    parser.add_argument("--node", action="append", default=[], metavar="NAME=SYSTEM_UUID")
+    args = parser.parse_args(argv)
+    api = FakeKubeAPI(port=args.port).start()
+    for spec in args.node:
+        name, _, system_uuid = spec.partition("=")
+        api.add_node(name, system_uuid)
+    api.write_kubeconfig(args.kubeconfig)
+    print(f"fake Kubernetes API at {api.url}; kubeconfig {args.kubeconfig}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
