@@ -1,0 +1,102 @@
+"""``python -m demo`` (``make demo``): run the whole flow once, print one line per step and a summary.
+
+Exit 0 when every step reached its goal; 1 naming the failed step; 130 on Ctrl-C/SIGTERM.  Every
+process and file it made is removed on the way out (``--keep`` leaves the work dir for a look).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from demo.flow import STEPS, Flow, StepFailed
+from demo.procs import install_signal_handlers
+
+BANNER = """\
+Intel GPUs on StarlingX: the whole flow on this machine
+  REAL      ansible-playbook + kubectl, sysinv-gpu-conductor, sysinv-gpu-agent and intel-gpu-plugin
+            (separate processes), oslo.messaging RPC over RabbitMQ, SQLite via SQLAlchemy, kubelet
+            gRPC over unix sockets, the kubernetes client over HTTP
+  EMULATED  no GPU: sysfs/devfs trees (tests/fakes/sysfs.py); no cluster: Kubernetes API server
+            (tests/fakes/kube_api.py) and kubelet (tests/fakes/kubelet.py); the DaemonSet
+            controller: the demo matches the nodeSelector and starts the plugin itself"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    step: str
+    ok: bool
+    seconds: float
+    detail: str
+
+
+def run_steps(flow: Flow, out=sys.stdout) -> list[Outcome]:  # type: ignore[no-untyped-def]
+    """Run STEPS in order, print one line each; stop at the first failure (its Outcome is last)."""
+    outcomes: list[Outcome] = []
+    for index, (name, title, step) in enumerate(STEPS, 1):
+        print(f"[{index}/{len(STEPS)}] {title} ...", end="", flush=True, file=out)
+        start = time.monotonic()
+        try:
+            detail, ok = step(flow), True
+        except StepFailed as err:
+            detail, ok = str(err), False
+        except Exception as err:  # noqa: BLE001 - any error fails the step by name
+            detail, ok = f"{type(err).__name__}: {err}", False
+        took = time.monotonic() - start
+        first, _, rest = detail.partition("\n")
+        print(f" {'ok' if ok else 'FAILED'} ({took:.2f} s)\n      {first}", file=out, flush=True)
+        if rest:
+            print("      " + rest.replace("\n", "\n      "), file=out)
+        outcomes.append(Outcome(name, ok, took, detail))
+        if not ok:
+            break
+    return outcomes
+
+
+def summary(outcomes: list[Outcome], total: float) -> str:
+    lines = [f"{'step':<12} {'result':<7} {'seconds':>8}", "-" * 29]
+    lines += [f"{o.step:<12} {'ok' if o.ok else 'FAILED':<7} {o.seconds:>8.2f}" for o in outcomes]
+    lines += ["-" * 29, f"{'total':<12} {'':<7} {total:>8.2f}"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs) afterwards")
+    parser.add_argument("--transport-url", help="oslo.messaging URL (default: RabbitMQ at 127.0.0.1:5672 "
+                        "when reachable, else fake:/ in one process)")
+    args = parser.parse_args(argv)
+    install_signal_handlers()
+    root = Path(tempfile.mkdtemp(prefix="intel-gpu-demo-"))
+    print(BANNER)
+    print(f"  work dir  {root}{' (kept)' if args.keep else ' (removed at the end)'}\n")
+    flow = Flow(root, transport_url=args.transport_url)
+    start = time.monotonic()
+    outcomes: list[Outcome] = []
+    code = 1
+    try:
+        outcomes = run_steps(flow)
+        code = 0 if outcomes and all(o.ok for o in outcomes) and len(outcomes) == len(STEPS) else 1
+    except KeyboardInterrupt as err:
+        print(f"\ninterrupted ({err or 'Ctrl-C'}): cleaning up", file=sys.stderr)
+        code = 130
+    finally:
+        flow.close()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print("\n" + summary(outcomes, time.monotonic() - start))
+    if code == 0:
+        print(f"\nOK: {flow.allocatable_line()}; every process stopped, work dir "
+              f"{'kept' if args.keep else 'removed'}.")
+    elif code == 1 and outcomes:
+        print(f"\nFAILED at step '{outcomes[-1].step}'; logs of the programs were in {root}/logs"
+              f"{'' if args.keep else ' (rerun with --keep to look at them)'}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""The whole flow, step by step, shared by ``python -m demo`` and tests/e2e/test_whole_flow.py.
+
+REAL: ansible-playbook, kubectl, sysinv-gpu-conductor, sysinv-gpu-agent, intel-gpu-plugin (each a
+separate process), RabbitMQ when reachable, SQLite through SQLAlchemy, gRPC over unix sockets, the
+``kubernetes`` client over HTTP.  EMULATED (tests/fakes): sysfs/devfs with GPUs, the Kubernetes API
+server, kubelet, and the DaemonSet controller (we match its nodeSelector and start the plugin).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from demo import configs, kube
+from demo.procs import Proc, Supervisor, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+NODE = "controller-0"
+# DMI spells the UUID in lower case, Kubernetes' nodeInfo in upper case: matched case-insensitively
+HOST_UUID = "4c4c4544-0042-3010-8057-b4c04f4e3432"
+LABEL = ("intelgpu", "enabled")
+BROKER = ("127.0.0.1", 5672)
+
+
+class StepFailed(Exception):
+    """A step of the flow did not reach its goal; the message says what was expected and seen."""
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One PCI display device of the fake machine."""
+
+    bdf: str
+    card: int
+    render: int
+    driver: str
+    vfs: int = 0
+    vendor: str = "0x8086"
+    pci_class: str = "0x030000"
+
+    @property
+    def resource(self) -> str | None:
+        """The resource the plugin should advertise it under (None: not an Intel GPU)."""
+        return f"gpu.intel.com/{self.driver}" if self.vendor == "0x8086" else None
+
+    @property
+    def advertised(self) -> int:
+        """Device IDs it yields with -shared-dev-num 1: its VFs when provisioned, else itself."""
+        return self.vfs or 1
+
+
+GPUS = (
+    Gpu("0000:00:02.0", card=0, render=128, driver="i915", vfs=2),
+    # VF i of card N becomes card N+i (as the kernel numbers them on this fake machine)
+    Gpu("0000:03:00.0", card=3, render=131, driver="xe"),
+    Gpu("0000:05:00.0", card=4, render=132, driver="nouveau", vendor="0x10de"),
+)
+
+
+def broker_reachable(address: tuple[str, int] = BROKER, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(address, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def expected_resources(gpus: tuple[Gpu, ...] = GPUS, shared_dev_num: int = 1) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for gpu in gpus:
+        if gpu.resource:
+            counts[gpu.resource] = counts.get(gpu.resource, 0) + gpu.advertised * shared_dev_num
+    return counts
+
+
+class Flow:
+    """State of one run; every method is one step and returns a one-line description of what it saw.
+
+    ``close()`` stops everything the steps started (processes by process group, fake servers) and
+    is safe to call at any point.  Files stay under ``root`` (the caller removes it).
+    """
+
+    def __init__(self, root: Path, *, transport_url: str | None = None, scan_interval: float | None = None):
+        self.root = root
+        self.sysfs_root = root / "sys"
+        self.devfs_root = root / "dev"
+        self.kubelet_dir = root / "kubelet" / "device-plugins"
+        self.platform_conf_dir = root / "etc" / "platform"
+        self.manifest_dir = root / "etc" / "kubernetes"
+        self.kubeconfig = root / "etc" / "kubernetes" / "admin.conf"
+        self.etc = root / "etc" / "sysinv-gpu"
+        self.home = root / "home"
+        for path in (self.kubelet_dir, self.platform_conf_dir, self.manifest_dir, self.etc, self.home):
+            path.mkdir(parents=True, exist_ok=True)
+        self.sup = Supervisor(root / "logs")
+        self.transport_url = transport_url
+        self.scan_interval = scan_interval
+        suffix = uuid.uuid4().hex[:8]
+        self.exchange = f"sysinv-demo-{suffix}"
+        self.topic = f"sysinv.conductor_manager.demo-{suffix}"
+        self.sysfs: Any = None
+        self.kube_api: Any = None
+        self.kubelet: Any = None
+        self.api: Any = None
+        self.in_process: Any = None
+        self.plugin: Proc | None = None
+        self.daemonset: dict[str, Any] = {}
+        self.shared_dev_num = 1
+        self.allocatable: dict[str, str] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+    def env(self) -> dict[str, str]:
+        """Environment of child programs: venv first on PATH, HOME (ansible/kubectl caches) in root."""
+        env = dict(os.environ)
+        env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", HOME=str(self.home),
+                   KUBECACHEDIR=str(self.home / "kube-cache"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCAL_TEMP=str(self.home / "ansible-tmp"),
+                   ANSIBLE_HOME=str(self.home / "ansible"), PYTHONUNBUFFERED="1")
+        return env
+
+    def _require_alive(self, *procs: Proc) -> None:
+        for proc in procs:
+            if not proc.alive():
+                raise StepFailed(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+
+    def _wait(self, predicate: Callable[[], Any], timeout: float, what: str, *procs: Proc) -> Any:
+        def check() -> Any:
+            self._require_alive(*procs)
+            return predicate()
+        try:
+            return wait_for(check, timeout, what=what)
+        except TimeoutError as err:
+            logs = "\n".join(f"--- {p.name} ---\n{p.tail()}" for p in procs)
+            raise StepFailed(f"{err}\n{logs}" if logs else str(err)) from None
+
+    def labels(self) -> dict[str, str]:
+        return kube.node_labels(self.api, NODE)
+
+    def allocatable_line(self) -> str:
+        res = {k: v for k, v in self.allocatable.items() if k.startswith("gpu.intel.com/")}
+        return "node allocatable " + ", ".join(f"{k}={v}" for k, v in sorted(res.items()))
+
+    def close(self) -> None:
+        self.sup.stop_all()
+        for part in (self.in_process, self.kubelet, self.kube_api):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as err:  # noqa: BLE001 - keep stopping the rest
+                    print(f"cleanup: {type(part).__name__}.stop(): {err}", file=sys.stderr)
+        self.in_process = self.kubelet = self.kube_api = None
+
+    # -- 1. the machine ----------------------------------------------------------------------
+    def make_sysfs(self) -> str:
+        from tests.fakes.sysfs import FakeSysfs  # test double, EMULATED machine
+
+        self.sysfs = FakeSysfs(self.root)
+        for gpu in GPUS:
+            self.sysfs.add_gpu(bdf=gpu.bdf, card=gpu.card, render=gpu.render, driver=gpu.driver,
+                               vfs=gpu.vfs, vendor=gpu.vendor, pci_class=gpu.pci_class)
+        self.sysfs_root, self.devfs_root = Path(self.sysfs.sysfs_root), Path(self.sysfs.devfs_root)
+        self.sysfs.set_product_uuid(HOST_UUID)
+        desc = ", ".join(f"{g.bdf} {g.driver}" + (f" ({g.vfs} VFs)" if g.vfs else "") for g in GPUS)
+        return f"{desc}; DMI product_uuid {HOST_UUID}"
+
+    # -- 2. the cluster ----------------------------------------------------------------------
+    def start_kube_api(self) -> str:
+        from tests.fakes.kube_api import FakeKubeAPI  # test double, EMULATED API server
+
+        self.kube_api = FakeKubeAPI().start()
+        self.kube_api.add_node(NODE, system_uuid=HOST_UUID.upper(), labels={"kubernetes.io/hostname": NODE})
+        self.kube_api.write_kubeconfig(self.kubeconfig)
+        self.api = kube.api_client(self.kubeconfig)
+        if LABEL[0] in self.labels():
+            raise StepFailed(f"node {NODE} already labelled before the flow started")
+        return f"{self.kube_api.url}, node {NODE} systemUUID {HOST_UUID.upper()}"
+
+    # -- 3. bootstrap ------------------------------------------------------------------------
+    def run_bootstrap(self) -> str:
+        extra = configs.bootstrap_vars(self.root / "localhost.yml.json",
+                                       platform_conf_dir=self.platform_conf_dir,
+                                       kubeconfig=self.kubeconfig, manifest_dir=self.manifest_dir,
+                                       python=sys.executable)
+        log = self.sup.log_dir / "ansible-playbook.log"
+        self.sup.log_dir.mkdir(parents=True, exist_ok=True)
+        argv = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                str(REPO / "playbooks" / "bootstrap.yml"), "-e", f"@{extra}"]
+        with open(log, "wb") as out:
+            done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env(), cwd=REPO,
+                                  timeout=120, start_new_session=True, check=False)
+        if done.returncode != 0:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            raise StepFailed(f"ansible-playbook exited {done.returncode}:\n{tail}")
+        enabled = self.platform_conf_dir / "enabled_kube_plugins"
+        if not enabled.exists():
+            raise StepFailed(f"{enabled} not written")
+        ns, name = self._manifest_daemonset()
+        try:
+            self.daemonset = kube.read_daemonset(self.api, ns, name)
+        except Exception as err:  # noqa: BLE001 - reported as the step's failure
+            raise StepFailed(f"DaemonSet {ns}/{name} not in the API server: {err}") from None
+        recap = [ln for ln in log.read_text().splitlines() if "changed=" in ln]
+        return (f"DaemonSet {ns}/{name} applied, {enabled.name} = {enabled.read_text().strip()}"
+                f" [{recap[-1].split(':', 1)[-1].strip() if recap else 'no recap'}]")
+
+    def _manifest_daemonset(self) -> tuple[str, str]:
+        for path in sorted(self.manifest_dir.glob("*.yaml")):
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and doc.get("kind") == "DaemonSet":
+                    meta = doc.get("metadata", {})
+                    return meta.get("namespace", "default"), meta["name"]
+        raise StepFailed(f"no DaemonSet manifest rendered into {self.manifest_dir}")
+
+    # -- 4. the message bus ------------------------------------------------------------------
+    def choose_transport(self) -> str:
+        if self.transport_url is None:
+            self.transport_url = ("rabbit://guest:guest@127.0.0.1:5672/" if broker_reachable()
+                                  else "fake:/")
+        if self.transport_url.startswith("fake:"):
+            return ("RabbitMQ NOT reachable at 127.0.0.1:5672: oslo.messaging fake driver, agent and "
+                    "conductor run IN THIS PROCESS")
+        return f"RabbitMQ at {self.transport_url.split('@')[-1]}, exchange {self.exchange}"
+
+    # -- 5. sysinv services ------------------------------------------------------------------
+    def start_sysinv(self) -> str:
+        msg = configs.Messaging(self.transport_url or "fake:/", self.exchange, self.topic)
+        cond = configs.conductor_conf(self.etc / "conductor.conf", msg, host=NODE,
+                                      enabled_kube_plugins=self.platform_conf_dir / "enabled_kube_plugins",
+                                      kubeconfig=self.kubeconfig, database=self.root / "sysinv-gpu.sqlite")
+        agent = configs.agent_conf(self.etc / "agent.conf", msg, sysfs_root=self.sysfs_root)
+        if msg.in_process:
+            from demo.inprocess import InProcessServices
+
+            self.in_process = InProcessServices(cond, agent).start()
+            return "conductor and agent started in this process (fake driver)"
+        env = self.env()
+        self.conductor = self.sup.start("conductor", [str(BIN / "sysinv-gpu-conductor"), "--config-file",
+                                                      str(cond)], env=env)
+        self.agent = self.sup.start("agent", [str(BIN / "sysinv-gpu-agent"), "--config-file", str(agent)],
+                                    env=env)
+        time.sleep(0.2)
+        self._require_alive(self.conductor, self.agent)
+        return f"sysinv-gpu-conductor pid {self.conductor.pid}, sysinv-gpu-agent pid {self.agent.pid}"
+
+    def _services(self) -> tuple[Proc, ...]:
+        return () if self.in_process else (self.conductor, self.agent)
+
+    # -- 6. the label ------------------------------------------------------------------------
+    def wait_label(self, present: bool = True, timeout: float = 30) -> str:
+        key, value = LABEL
+        if present:
+            self._wait(lambda: self.labels().get(key) == value, timeout,
+                       f"label {key}={value} on node {NODE}", *self._services())
+            return f"node {NODE} labelled {key}={value}"
+        self._wait(lambda: key not in self.labels(), timeout, f"label {key} removed from {NODE}",
+                   *self._services())
+        return f"label {key} removed from node {NODE}"
+
+    # -- 7. the DaemonSet schedules the plugin (EMULATED scheduling, REAL plugin) ------------
+    def schedule_plugin(self) -> str:
+        from tests.fakes.kubelet import FakeKubelet  # test double, EMULATED kubelet
+
+        selector = kube.node_selector(self.daemonset)
+        labels = self.labels()
+        if not selector or not kube.selector_matches(selector, labels):
+            raise StepFailed(f"DaemonSet nodeSelector {selector} does not match node labels {labels}")
+        container = kube.plugin_container(self.daemonset)
+        overrides = {"sysfs-root": str(self.sysfs_root), "devfs-root": str(self.devfs_root),
+                     "kubelet-dir": str(self.kubelet_dir)}
+        if self.scan_interval is not None:
+            overrides["scan-interval"] = str(self.scan_interval)
+        args = kube.local_args(list(container.get("args") or []), overrides)
+        self.shared_dev_num = _flag_int(args, "shared-dev-num", 1)
+        self.kubelet = FakeKubelet(self.kubelet_dir)
+        self.kubelet.start()
+        self.plugin = self.sup.start("plugin", [str(BIN / "intel-gpu-plugin"), *args], env=self.env())
+        time.sleep(0.2)
+        self._require_alive(self.plugin)
+        shown = " ".join(a for a in args if not a.startswith(str(self.root)))
+        return f"nodeSelector {selector} matches; intel-gpu-plugin pid {self.plugin.pid} {shown}"
+
+    # -- 8. kubelet sees the resources -------------------------------------------------------
+    def wait_allocatable(self, expected: dict[str, int] | None = None, timeout: float = 30) -> str:
+        want = expected if expected is not None else expected_resources(shared_dev_num=self.shared_dev_num)
+        procs = (self.plugin,) if self.plugin else ()
+
+        def seen() -> dict[str, int]:
+            return {name: int(self.kubelet.allocatable(name)) for name in want}
+        self._wait(lambda: seen() == want, timeout, f"kubelet allocatable {want}", *procs)
+        self.allocatable = kube.set_allocatable(self.api, NODE, want)
+        back = {k: v for k, v in self.allocatable.items() if k.startswith("gpu.intel.com/")}
+        if back != {k: str(v) for k, v in want.items()}:
+            raise StepFailed(f"node status.allocatable read back {back}, expected {want}")
+        return "node allocatable " + ", ".join(f"{k}={v}" for k, v in sorted(back.items()))
+
+    # -- reverse: the GPUs go away -----------------------------------------------------------
+    def remove_gpus(self) -> str:
+        gone = [g.bdf for g in GPUS if g.resource]
+        for bdf in gone:
+            self.sysfs.remove_gpu(bdf)
+        return "removed " + ", ".join(gone) + " from the fake sysfs"
+
+
+def _flag_int(args: list[str], name: str, default: int) -> int:
+    for i, arg in enumerate(args):
+        flag, has_value, value = arg.lstrip("-").partition("=")
+        if flag == name:
+            return int(value if has_value else args[i + 1])
+    return default
+
+
+#: (short name, what the step shows, method) in the order of SPEC's "whole flow".
+STEPS: tuple[tuple[str, str, Callable[[Flow], str]], ...] = (
+    ("sysfs", "fake sysfs/devfs: 2 Intel GPUs + 1 other VGA", Flow.make_sysfs),
+    ("kube-api", "fake Kubernetes API server with one node", Flow.start_kube_api),
+    ("bootstrap", "ansible-playbook playbooks/bootstrap.yml (import_plugins=true)", Flow.run_bootstrap),
+    ("broker", "message bus for sysinv RPC", Flow.choose_transport),
+    ("sysinv", "sysinv-gpu-conductor + sysinv-gpu-agent", Flow.start_sysinv),
+    ("label", "conductor labels the node", Flow.wait_label),
+    ("schedule", "DaemonSet schedules intel-gpu-plugin", Flow.schedule_plugin),
+    ("allocatable", "plugin registers with kubelet", Flow.wait_allocatable),
+)
