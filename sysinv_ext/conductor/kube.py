@@ -1,0 +1,168 @@
+"""Kubernetes API access of the conductor; the only module that imports ``kubernetes``.
+
+Owns: building the client from a kubeconfig, one LIST of nodes, lookup by systemUUID, label
+PATCHes (JSON merge patch: a value sets, ``None`` removes) and bounded retry with back-off on
+5xx/429 and connection errors. ``ApiException`` never leaves this module: callers get
+``NodeNotFound`` or ``KubeAPIError`` (original chained). Node lists are decoded from raw JSON
+(no model deserialization) so an audit of 1,000 nodes stays cheap.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from sysinv_ext.common import exception
+
+LOG = logging.getLogger(__name__)
+
+MERGE_PATCH = "application/merge-patch+json"
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Node:
+    """What the conductor needs of a Kubernetes node. ``system_uuid`` is lower-cased."""
+
+    name: str
+    system_uuid: str
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Node:
+        meta = obj.get("metadata") or {}
+        info = (obj.get("status") or {}).get("nodeInfo") or {}
+        labels = meta.get("labels") or {}
+        return cls(name=str(meta.get("name", "")),
+                   system_uuid=str(info.get("systemUUID") or "").strip().lower(),
+                   labels=MappingProxyType({str(k): str(v) for k, v in labels.items()}))
+
+
+def index_by_system_uuid(nodes: Iterable[Node]) -> dict[str, Node]:
+    """systemUUID (lower case) -> node; nodes without a systemUUID are left out."""
+    return {node.system_uuid: node for node in nodes if node.system_uuid}
+
+
+def find_node(nodes: Iterable[Node], system_uuid: str) -> Node | None:
+    """The node whose systemUUID equals ``system_uuid`` (case-insensitive), or None."""
+    wanted = system_uuid.strip().lower()
+    return next((node for node in nodes if node.system_uuid == wanted), None)
+
+
+def label_patch(labels: Mapping[str, str | None]) -> dict[str, Any]:
+    """The merge-patch body setting (value) or removing (None) ``labels``."""
+    return {"metadata": {"labels": dict(labels)}}
+
+
+class KubeClient:
+    """Thread-safe access to the node API. The client is built lazily, on first use, so a
+    conductor starts (and keeps serving RPC) even while the kubeconfig is not there yet."""
+
+    def __init__(self, kubeconfig: str, *, context: str | None = None, request_timeout: float = 5.0,
+                 retry_attempts: int = 3, retry_backoff: float = 0.1,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.kubeconfig = kubeconfig
+        self.context = context
+        self.request_timeout = request_timeout
+        self.retry_attempts = max(1, retry_attempts)
+        self.retry_backoff = max(0.0, retry_backoff)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._api: k8s_client.CoreV1Api | None = None
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> KubeClient:
+        group = conf.kubernetes
+        return cls(group.kubeconfig, context=group.context, request_timeout=group.request_timeout,
+                   retry_attempts=group.retry_attempts, retry_backoff=group.retry_backoff)
+
+    # -- public API -------------------------------------------------------------------------
+    def list_nodes(self) -> list[Node]:
+        """All nodes, with one LIST request."""
+        def call() -> list[Node]:
+            response = self._core().list_node(_preload_content=False,
+                                              _request_timeout=self.request_timeout)
+            return [Node.from_dict(item) for item in _json(response).get("items") or []]
+        return self._with_retry("list nodes", None, call)
+
+    def find_node(self, system_uuid: str) -> Node | None:
+        """The node with this systemUUID (one LIST), or None."""
+        return find_node(self.list_nodes(), system_uuid)
+
+    def patch_node_labels(self, name: str, labels: Mapping[str, str | None]) -> Node:
+        """Set (value) or remove (None) ``labels`` on node ``name``; returns the patched node."""
+        body = label_patch(labels)
+
+        def call() -> Node:
+            response = self._core().patch_node(name, body, _content_type=MERGE_PATCH,
+                                               _preload_content=False,
+                                               _request_timeout=self.request_timeout)
+            return Node.from_dict(_json(response))
+        return self._with_retry(f"patch labels {sorted(labels)}", name, call)
+
+    # -- internals --------------------------------------------------------------------------
+    def _core(self) -> k8s_client.CoreV1Api:
+        with self._lock:
+            if self._api is None:
+                configuration = k8s_client.Configuration()
+                try:
+                    k8s_config.load_kube_config(config_file=self.kubeconfig, context=self.context,
+                                                client_configuration=configuration,
+                                                persist_config=False)
+                except (ConfigException, OSError, ValueError, TypeError) as err:
+                    raise exception.KubeAPIError(
+                        action=f"load kubeconfig {self.kubeconfig}", reason=str(err)) from err
+                configuration.retries = 0  # our own bounded retry is the only one
+                self._api = k8s_client.CoreV1Api(k8s_client.ApiClient(configuration))
+            return self._api
+
+    def _with_retry(self, action: str, node: str | None, call: Callable[[], T]) -> T:
+        delay = self.retry_backoff
+        for attempt in range(1, self.retry_attempts + 1):
+            try:
+                return call()
+            except ApiException as err:
+                if err.status == 404 and node is not None:
+                    raise exception.NodeNotFound(node=node) from err
+                retriable = err.status in _RETRY_STATUSES
+                reason = f"HTTP {err.status} {err.reason}"
+                error: Exception = err
+            except (urllib3.exceptions.HTTPError, OSError) as err:
+                retriable, reason, error = True, f"connection error: {err}", err
+            except ValueError as err:  # undecodable body
+                retriable, reason, error = False, f"bad response: {err}", err
+            where = f"{action} on node {node}" if node else action
+            if not retriable or attempt == self.retry_attempts:
+                raise exception.KubeAPIError(action=where,
+                                             reason=f"{reason} (after {attempt} tries)") from error
+            LOG.warning("Kubernetes API %s failed (%s), try %d of %d; retrying in %.2f s",
+                        where, reason, attempt,
+                        self.retry_attempts, delay)
+            self._sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """Decode a raw urllib3 response body (``_preload_content=False``) as a JSON object."""
+    try:
+        data = response.data
+    finally:
+        response.release_conn()
+    decoded = json.loads(data)
+    if not isinstance(decoded, dict):
+        raise ValueError(f"expected a JSON object, got {type(decoded).__name__}")
+    return decoded

@@ -1,0 +1,104 @@
+"""Options of the conductor: the ``[conductor]`` and ``[database]`` groups.
+
+Shaped like cyborg/conf/agent.py: one OptGroup per section, real help text, bounds, and a
+``sample_default`` where the default depends on the host. Nothing here reads the global CONF:
+``register_opts(conf)`` registers on the ConfigOpts it is given.
+"""
+from __future__ import annotations
+
+import socket
+
+from oslo_config import cfg
+
+DEFAULT_TOPIC = "sysinv.conductor_manager"
+DEFAULT_STATE_PATH = "/var/lib/sysinv-gpu"
+DEFAULT_DB_FILE = "conductor.sqlite"
+
+conductor_group = cfg.OptGroup(
+    name="conductor",
+    title="Conductor options",
+    help="The conductor receives device plugin reports from agents over RPC and labels Kubernetes nodes.",
+)
+
+conductor_opts = [
+    cfg.StrOpt(
+        "topic",
+        default=DEFAULT_TOPIC,
+        help="RPC topic the conductor listens on. sysinv's conductor uses sysinv.conductor_manager; "
+        "agents must use the same value in [agent]conductor_topic.",
+    ),
+    cfg.StrOpt(
+        "host",
+        default=socket.gethostname(),
+        sample_default="<hostname>",
+        help="Name of this conductor as an RPC server (the server part of the RPC target).",
+    ),
+    cfg.StrOpt(
+        "enabled_kube_plugins",
+        default="/etc/platform/enabled_kube_plugins",
+        help="JSON file listing the enabled Kubernetes device plugins, written by the bootstrap "
+        'playbook. Accepted forms: {"intel-gpu-plugin": "intelgpu=enabled"}, ["intelgpu"] or '
+        '["intel-gpu-plugin"]. A missing file means no plugin is enabled; a corrupt file is '
+        "logged and the previous content stays in force. Re-read whenever it changes.",
+    ),
+    cfg.IntOpt(
+        "audit_interval",
+        default=60,
+        min=1,
+        max=86400,
+        help="Seconds between label audits. An audit lists the nodes once, re-applies recorded "
+        "labels that are missing on their node and forgets labels of plugins no longer enabled.",
+    ),
+    cfg.StrOpt(
+        "state_path",
+        default=DEFAULT_STATE_PATH,
+        help="Directory for the conductor's local state. The default SQLite database "
+        "(see [database]connection) lives here; it is created (mode 0750) when missing.",
+    ),
+]
+
+database_group = cfg.OptGroup(
+    name="database",
+    title="Database options",
+    help="Where the conductor records the labels it manages.",
+)
+
+database_opts = [
+    cfg.StrOpt(
+        "connection",
+        secret=True,
+        sample_default="sqlite:////var/lib/sysinv-gpu/conductor.sqlite",
+        help="SQLAlchemy URL of the label database. Unset means a SQLite file named "
+        "conductor.sqlite under [conductor]state_path. Use PostgreSQL in production, e.g. "
+        "postgresql+psycopg2://sysinv:PASSWORD@127.0.0.1/sysinv_gpu. The schema is upgraded "
+        "to the newest alembic revision when the conductor starts.",
+    ),
+    cfg.IntOpt(
+        "connect_retry_interval",
+        default=5,
+        min=1,
+        max=300,
+        help="Seconds to wait before retrying when the database cannot be reached at start "
+        "(doubled after each failure, capped at ten times this value).",
+    ),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the [conductor] and [database] options on ``conf``."""
+    conf.register_group(conductor_group)
+    conf.register_opts(conductor_opts, group=conductor_group)
+    conf.register_group(database_group)
+    conf.register_opts(database_opts, group=database_group)
+
+
+def database_url(conf: cfg.ConfigOpts) -> str:
+    """The effective [database]connection: the option, or the SQLite file under state_path."""
+    url: str | None = conf.database.connection
+    if url:
+        return url
+    return f"sqlite:///{conf.conductor.state_path.rstrip('/')}/{DEFAULT_DB_FILE}"
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    return [(conductor_group, conductor_opts), (database_group, database_opts)]
