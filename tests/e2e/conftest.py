@@ -1,0 +1,44 @@
+"""Fixtures of the whole-flow test: one ``demo.flow.Flow`` shared by the ordered steps of a module.
+
+Steps build on each other, so a module marked ``incremental`` skips the remaining steps once one
+fails (the failure is reported once, where it happened, not as a cascade).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demo.flow import Flow, broker_reachable
+
+_FAILED: dict[str, str] = {}
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    if "incremental" in item.keywords and call.excinfo is not None and call.when == "call":
+        if not call.excinfo.errisinstance(pytest.skip.Exception):
+            _FAILED.setdefault(item.module.__name__, item.name)  # type: ignore[attr-defined]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "incremental" in item.keywords:
+        failed = _FAILED.get(item.module.__name__)  # type: ignore[attr-defined]
+        if failed:
+            pytest.skip(f"an earlier step failed: {failed}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "incremental: ordered steps; skip the rest after a failure")
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
+    """The flow over RabbitMQ when it is reachable, else oslo.messaging's fake driver in-process."""
+    root: Path = tmp_path_factory.mktemp("whole-flow")
+    url = "rabbit://guest:guest@127.0.0.1:5672/" if broker_reachable() else "fake:/"
+    flow = Flow(root, transport_url=url, scan_interval=0.5)
+    try:
+        yield flow
+    finally:
+        flow.close()
