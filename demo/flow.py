@@ -178,7 +178,8 @@ class Flow:
         from tests.fakes.kube_api import FakeKubeAPI  # test double, EMULATED API server
 
         self.kube_api = FakeKubeAPI().start()
-        self.kube_api.add_node(NODE, system_uuid=HOST_UUID.upper(), labels={"kubernetes.io/hostname": NODE})
+        self.kube_api.add_node(NODE, system_uuid=HOST_UUID.upper(), labels={
+            "kubernetes.io/hostname": NODE, "kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux"})
         self.kube_api.write_kubeconfig(self.kubeconfig)
         self.api = kube.api_client(self.kubeconfig)
         if LABEL[0] in self.labels():
