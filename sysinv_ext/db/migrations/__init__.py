@@ -1,0 +1,1 @@
+"""Alembic migration scripts of the label database (a package so that env.py is installed)."""
