@@ -1,0 +1,148 @@
+"""Wire compatibility with sysinv's legacy oslo-incubator AMQP RPC (pinned to oslo.messaging 18.3.x).
+
+sysinv carried ``sysinv/openstack/common/rpc`` (amqp.py, impl_kombu.py) long after OpenStack
+moved to oslo.messaging; its peers differ from oslo.messaging in three places, fixed here:
+
+(a) server side: a legacy client without ``_reply_q`` waits on a queue named after ``_msg_id``
+    and expects the result and the closing ``ending`` message separately (MulticallWaiter drops
+    the result of an ``ending`` message) -> reply to the ``_msg_id`` queue, in two messages;
+(b) client side: a legacy server publishes replies to a direct exchange named after our
+    ``_reply_q`` (``reply_<hex>``), routing key the same -> bind our reply queue to it as well;
+(c) client side: a legacy server sends a failure, or a result, without ``ending`` in the same
+    message (failures never get one) -> a reply without the ``ending`` key is final.
+
+Modern peers are unaffected: they always send ``_reply_q`` and ``ending``, and never publish to
+``reply_<hex>`` exchanges. :func:`install` patches oslo.messaging's rabbit driver internals
+(``amqpdriver.RpcAMQPListener.message_cls``, ``AMQPIncomingMessage._send_reply``,
+``ReplyWaiter._process_reply``, ``impl_rabbit.Consumer.declare``); :func:`check` refuses any
+oslo.messaging whose internals differ from the 18.3 line these were written against.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import kombu.entity
+from oslo_log import log as logging
+from oslo_messaging._drivers import amqpdriver, impl_rabbit
+
+LOG = logging.getLogger(__name__)
+
+SUPPORTED_SERIES = "18.3."
+LEGACY_REPLY_PREFIX = "reply_"
+
+# Parameter names of the internals we subclass or wrap, as in oslo.messaging 18.3.1.
+_EXPECTED_SIGNATURES: dict[str, tuple[Callable[..., Any], list[str]]] = {
+    "AMQPIncomingMessage.__init__": (
+        amqpdriver.AMQPIncomingMessage.__init__,
+        ["self", "listener", "ctxt", "message", "unique_id", "msg_id", "reply_q",
+         "client_timeout", "obsolete_reply_queues", "message_operations_handler"]),
+    "AMQPIncomingMessage._send_reply": (
+        amqpdriver.AMQPIncomingMessage._send_reply, ["self", "conn", "reply", "failure", "ending"]),
+    "ReplyWaiter._process_reply": (amqpdriver.ReplyWaiter._process_reply, ["self", "data"]),
+    "Consumer.declare": (impl_rabbit.Consumer.declare, ["self", "conn"]),
+    "Connection.declare_direct_consumer": (
+        impl_rabbit.Connection.declare_direct_consumer, ["self", "topic", "callback"]),
+}
+
+
+class IncompatibleOsloMessaging(RuntimeError):
+    """oslo.messaging's internals differ from those the legacy-wire shims were written for."""
+
+
+def _fail(what: str) -> IncompatibleOsloMessaging:
+    return IncompatibleOsloMessaging(
+        f"sysinv_ext.common.compat supports oslo.messaging {SUPPORTED_SERIES}x only ({what}); "
+        "re-check the legacy sysinv wire shims before changing the pin")
+
+
+def check() -> None:
+    """Raise :class:`IncompatibleOsloMessaging` unless the patched internals look as expected."""
+    version = importlib.metadata.version("oslo.messaging")
+    if not version.startswith(SUPPORTED_SERIES):
+        raise _fail(f"found {version}")
+    for name, (func, params) in _EXPECTED_SIGNATURES.items():
+        got = list(inspect.signature(_original(func)).parameters)
+        if got != params:
+            raise _fail(f"{name}{tuple(params)} changed to ({', '.join(got)})")
+    if not issubclass(amqpdriver.RpcAMQPListener.message_cls, amqpdriver.AMQPIncomingMessage):
+        raise _fail(f"RpcAMQPListener.message_cls is {amqpdriver.RpcAMQPListener.message_cls!r}")
+    probe = impl_rabbit.Consumer(exchange_name="", queue_name="reply_probe", routing_key="",
+                                 type="direct", durable=False, exchange_auto_delete=False,
+                                 queue_auto_delete=False, callback=None)
+    for attr in ("exchange_name", "queue_name", "type", "queue"):
+        if not hasattr(probe, attr):
+            raise _fail(f"impl_rabbit.Consumer has no attribute {attr!r}")
+
+
+def _original(func: Callable[..., Any]) -> Callable[..., Any]:
+    return getattr(func, "__wrapped__", func)
+
+
+class LegacyAwareIncomingMessage(amqpdriver.AMQPIncomingMessage):  # type: ignore[misc]
+    """Shim (a): an RPC request that carries ``_msg_id`` but no ``_reply_q`` is answered the
+    legacy way, on the queue named by ``_msg_id`` (through the default exchange, which reaches
+    the queue of that name the old client declared), result then ``ending``."""
+
+    def __init__(self, listener: Any, ctxt: Any, message: Any, unique_id: Any, msg_id: Any,
+                 reply_q: Any, *args: Any) -> None:
+        self.legacy_reply = bool(msg_id) and not reply_q
+        if self.legacy_reply:
+            reply_q = msg_id
+        super().__init__(listener, ctxt, message, unique_id, msg_id, reply_q, *args)
+
+    def _send_reply(self, conn: Any, reply: Any = None, failure: Any = None,
+                    ending: bool = True) -> None:
+        if self.legacy_reply and ending and not failure:
+            # sysinv's MulticallWaiter ignores 'result' in the message flagged 'ending'.
+            super()._send_reply(conn, reply, None, ending=False)
+            super()._send_reply(conn, None, None, ending=True)
+            return
+        super()._send_reply(conn, reply, failure, ending)
+
+
+def _process_reply_legacy_final(self: Any, data: dict[str, Any]) -> tuple[Any, bool]:
+    """Shim (c): oslo.messaging always sends ``ending`` (True, or False for a heartbeat);
+    legacy servers send it only in a closing message that never follows a failure."""
+    legacy = "ending" not in data
+    result, ending = _ORIGINAL_PROCESS_REPLY(self, data)
+    return result, bool(ending or legacy or data.get("failure"))
+
+
+def _declare_with_legacy_binding(self: Any, conn: Any) -> None:
+    """Shim (b): also bind a reply queue to the ``reply_<hex>`` direct exchange legacy servers
+    publish to. Declared exactly as their DirectPublisher does (durable=False, auto_delete=True)
+    so either side may create it; re-run on every reconnection with the queue itself."""
+    _ORIGINAL_DECLARE(self, conn)
+    if (self.exchange_name == "" and self.type == "direct"
+            and self.queue_name.startswith(LEGACY_REPLY_PREFIX)):
+        legacy = kombu.entity.Exchange(  # type: ignore[no-untyped-call]
+            name=self.queue_name, type="direct",
+                                       durable=False, auto_delete=True)
+        legacy(conn.channel).declare()  # type: ignore[no-untyped-call]
+        self.queue.bind_to(exchange=legacy, routing_key=self.queue_name)
+
+
+_ORIGINAL_PROCESS_REPLY = _original(amqpdriver.ReplyWaiter._process_reply)
+_ORIGINAL_DECLARE = _original(impl_rabbit.Consumer.declare)
+_process_reply_legacy_final.__wrapped__ = _ORIGINAL_PROCESS_REPLY  # type: ignore[attr-defined]
+_declare_with_legacy_binding.__wrapped__ = _ORIGINAL_DECLARE  # type: ignore[attr-defined]
+
+
+def installed() -> bool:
+    return (amqpdriver.RpcAMQPListener.message_cls is LegacyAwareIncomingMessage
+            and amqpdriver.ReplyWaiter._process_reply is _process_reply_legacy_final
+            and impl_rabbit.Consumer.declare is _declare_with_legacy_binding)
+
+
+def install() -> None:
+    """Check oslo.messaging, then apply shims (a), (b), (c) process-wide; idempotent."""
+    if installed():
+        return
+    check()
+    amqpdriver.RpcAMQPListener.message_cls = LegacyAwareIncomingMessage
+    amqpdriver.ReplyWaiter._process_reply = _process_reply_legacy_final
+    impl_rabbit.Consumer.declare = _declare_with_legacy_binding
+    LOG.debug("legacy sysinv AMQP RPC compatibility shims installed")
