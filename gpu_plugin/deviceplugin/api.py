@@ -94,8 +94,28 @@ class UnknownDeviceError(DevicePluginError):
         self.device_id = device_id
 
 
+class UnhealthyDeviceError(DevicePluginError):
+    """Allocate named a device ID that is advertised but Unhealthy (refused, as upstream)."""
+
+    def __init__(self, resource: str, device_id: str) -> None:
+        super().__init__(f"{resource}: device {device_id!r} is unhealthy")
+        self.device_id = device_id
+
+
 class AllocationError(DevicePluginError):
     """A policy or allocator could not satisfy a request (e.g. more devices than available)."""
+
+
+class SocketInUseError(DevicePluginError):
+    """The plugin socket path is held by a live server (another plugin instance)."""
+
+
+class RegistrationError(DevicePluginError):
+    """Kubelet could not be reached or refused the registration (retried with backoff)."""
+
+
+class ScannerError(DevicePluginError):
+    """The scanner thread failed; raised by ``Manager.run`` in the main thread."""
 
 
 class Notifier(Protocol):

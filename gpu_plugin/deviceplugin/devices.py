@@ -1,0 +1,168 @@
+"""The advertised devices of one resource and the decisions made over them (no gRPC).
+
+Holds the current device map, a version bumped only when what kubelet sees (IDs, health,
+NUMA nodes) changes, a Condition that wakes ListAndWatch streams, and the Allocate /
+GetPreferredAllocation logic (validation, default merge, optional plugin allocators).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+
+from gpu_plugin.deviceplugin import api
+
+#: What kubelet sees of one device: (ID, health, NUMA nodes).
+Advertised = tuple[str, str, tuple[int, ...]]
+
+
+def _natural_key(device_id: str) -> tuple[object, ...]:
+    """Order ``card2`` before ``card10`` (digits compared as numbers)."""
+    parts: list[object] = []
+    num = ""
+    text = ""
+    for ch in device_id:
+        if ch.isdigit():
+            if text:
+                parts.append((1, text))
+                text = ""
+            num += ch
+        else:
+            if num:
+                parts.append((0, int(num)))
+                num = ""
+            text += ch
+    if num:
+        parts.append((0, int(num)))
+    if text:
+        parts.append((1, text))
+    return tuple(parts)
+
+
+def merge_allocation(infos: Sequence[api.DeviceInfo]) -> api.ContainerAllocation:
+    """Default Allocate: union of the devices' nodes, mounts, CDI names (deduplicated, in
+    order) and envs/annotations (later devices win on equal keys)."""
+    nodes: dict[api.DeviceSpec, None] = {}
+    mounts: dict[api.Mount, None] = {}
+    cdi: dict[str, None] = {}
+    envs: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    for info in infos:
+        nodes.update(dict.fromkeys(info.nodes))
+        mounts.update(dict.fromkeys(info.mounts))
+        cdi.update(dict.fromkeys(info.cdi_devices))
+        envs.update(info.envs)
+        annotations.update(info.annotations)
+    return api.ContainerAllocation(devices=tuple(nodes), mounts=tuple(mounts), envs=envs,
+                                   annotations=annotations, cdi_devices=tuple(cdi))
+
+
+class DeviceState:
+    """Thread-safe device map of one resource type, shared by all its gRPC handlers."""
+
+    def __init__(self, resource: api.ResourceType, max_streams: int, *,
+                 preferred_allocator: api.PreferredAllocator | None = None,
+                 allocator: api.Allocator | None = None) -> None:
+        self.resource = resource
+        self._max_streams = max_streams
+        self._preferred_allocator = preferred_allocator
+        self._allocator = allocator
+        self._cond = threading.Condition()
+        self._devices: dict[api.DeviceID, api.DeviceInfo] = {}
+        self._snapshot: tuple[Advertised, ...] = ()
+        self._version = 0
+        self._streams = 0
+        self._closed = False
+
+    # -- device map and ListAndWatch ---------------------------------------------------------
+    def update(self, devices: Mapping[api.DeviceID, api.DeviceInfo]) -> bool:
+        """Replace the device map; return True (and wake streams) if kubelet's view changed."""
+        snapshot = tuple((dev_id, info.health.value, tuple(info.numa_nodes))
+                         for dev_id, info in sorted(devices.items(), key=lambda kv: _natural_key(kv[0])))
+        with self._cond:
+            self._devices = dict(devices)
+            if snapshot == self._snapshot and self._version:
+                return False
+            self._snapshot = snapshot
+            self._version += 1
+            self._cond.notify_all()
+            return True
+
+    def devices(self) -> dict[api.DeviceID, api.DeviceInfo]:
+        with self._cond:
+            return dict(self._devices)
+
+    def open_stream(self) -> bool:
+        with self._cond:
+            if self._streams >= self._max_streams or self._closed:
+                return False
+            self._streams += 1
+            return True
+
+    def close_stream(self) -> None:
+        with self._cond:
+            self._streams -= 1
+
+    @property
+    def streams(self) -> int:
+        with self._cond:
+            return self._streams
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """End every ListAndWatch stream (server stopping)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait_change(self, seen: int, active: Callable[[], bool]) -> tuple[int, tuple[Advertised, ...]] | None:
+        """Block until the version differs from ``seen``; None once closed or ``active()`` is False."""
+        with self._cond:
+            while not self._closed and active() and self._version == seen:
+                self._cond.wait(1.0)
+            if self._closed or not active():
+                return None
+            return self._version, self._snapshot
+
+    # -- Allocate / GetPreferredAllocation ----------------------------------------------------
+    def _lookup(self, device_ids: Sequence[str], *, healthy: bool) -> list[api.DeviceInfo]:
+        with self._cond:
+            devices = self._devices
+        infos = []
+        for dev_id in device_ids:
+            info = devices.get(api.DeviceID(dev_id))
+            if info is None:
+                raise api.UnknownDeviceError(self.resource, dev_id)
+            if healthy and info.health is not api.Health.HEALTHY:
+                raise api.UnhealthyDeviceError(self.resource, dev_id)
+            infos.append(info)
+        return infos
+
+    def allocate(self, device_ids: Sequence[str]) -> api.ContainerAllocation:
+        """One container request: refuse unknown/unhealthy IDs, then allocator or default merge."""
+        if not device_ids:
+            raise api.AllocationError(f"{self.resource}: allocation request without device IDs")
+        infos = self._lookup(device_ids, healthy=True)
+        if self._allocator is not None:
+            ids = [api.DeviceID(d) for d in device_ids]
+            result = self._allocator.allocate(self.resource, ids, self.devices())
+            if result is not None:
+                return result
+        return merge_allocation(infos)
+
+    def preferred(self, available: Sequence[str], must_include: Sequence[str], size: int) -> list[str]:
+        """One container's preferred IDs: the plugin's policy, else must-include then first available."""
+        self._lookup(list(available) + list(must_include), healthy=False)
+        if size < 0:
+            raise api.AllocationError(f"{self.resource}: negative allocation size {size}")
+        if self._preferred_allocator is not None:
+            return list(self._preferred_allocator.preferred_allocation(
+                self.resource, [api.DeviceID(d) for d in available],
+                [api.DeviceID(d) for d in must_include], size))
+        chosen = list(dict.fromkeys([*must_include, *available]))
+        if size > len(chosen):
+            raise api.AllocationError(f"{self.resource}: {size} devices requested, "
+                                      f"only {len(chosen)} available")
+        return chosen[:size]

@@ -1,0 +1,308 @@
+"""One kubelet device-plugin gRPC server per resource type, with registration and restarts.
+
+The only module that touches gRPC and the generated kubelet stubs: it converts the plain
+dataclasses of ``api.py`` to protobuf, serves ``<namespace>-<type>.sock`` in the kubelet dir,
+registers with kubelet (retrying with backoff), and serves + registers again when kubelet
+wipes the dir or re-creates ``kubelet.sock`` (see ``watch.py``).
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+
+from gpu_plugin.deviceplugin import api
+from gpu_plugin.deviceplugin._api import api_pb2 as pb
+from gpu_plugin.deviceplugin._api import api_pb2_grpc as pb_grpc
+from gpu_plugin.deviceplugin.devices import DeviceState
+from gpu_plugin.deviceplugin.watch import ANY, Backoff, DirWatcher, file_identity
+
+LOG = logging.getLogger(__name__)
+
+KUBELET_SOCKET = "kubelet.sock"
+_CODES = {api.UnknownDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
+          api.UnhealthyDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
+          api.AllocationError: grpc.StatusCode.INVALID_ARGUMENT}
+
+
+def socket_is_live(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
+    """True when something accepts connections on the unix socket ``path``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(os.fspath(path))
+        return True
+    except OSError as err:
+        if err.errno not in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTSOCK):
+            LOG.warning("%s: probing socket failed: %s", path, err)
+        return False
+    finally:
+        sock.close()
+
+
+def _to_pb_allocation(alloc: api.ContainerAllocation) -> pb.ContainerAllocateResponse:
+    return pb.ContainerAllocateResponse(
+        envs=dict(alloc.envs), annotations=dict(alloc.annotations),
+        mounts=[pb.Mount(container_path=m.container_path, host_path=m.host_path, read_only=m.read_only)
+                for m in alloc.mounts],
+        devices=[pb.DeviceSpec(container_path=d.container_path, host_path=d.host_path,
+                               permissions=d.permissions) for d in alloc.devices],
+        cdi_devices=[pb.CDIDevice(name=name) for name in alloc.cdi_devices])
+
+
+def _to_pb_devices(snapshot: Sequence[tuple[str, str, tuple[int, ...]]]) -> list[pb.Device]:
+    out = []
+    for dev_id, health, numa in snapshot:
+        topology = pb.TopologyInfo(nodes=[pb.NUMANode(ID=n) for n in numa]) if numa else None
+        out.append(pb.Device(ID=dev_id, health=health, topology=topology))
+    return out
+
+
+class _Servicer(pb_grpc.DevicePluginServicer):
+    """kubelet's DevicePlugin service over one resource's ``DeviceState``."""
+
+    def __init__(self, state: DeviceState, name: str) -> None:
+        self._state = state
+        self._name = name
+
+    def _abort(self, context: grpc.ServicerContext, err: Exception) -> NoReturn:
+        if isinstance(err, api.DevicePluginError):
+            LOG.warning("%s: request refused: %s", self._name, err)
+            context.abort(_CODES.get(type(err), grpc.StatusCode.INVALID_ARGUMENT), str(err))
+        LOG.error("%s: request failed: %r", self._name, err, exc_info=err)
+        context.abort(grpc.StatusCode.INTERNAL, f"{self._name}: internal error: {err}")
+        raise AssertionError("context.abort returned")  # pragma: no cover
+
+    def GetDevicePluginOptions(self, request: pb.Empty, context: grpc.ServicerContext) -> Any:
+        return options()
+
+    def ListAndWatch(self, request: pb.Empty, context: grpc.ServicerContext) -> Any:
+        if not self._state.open_stream():
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self._name}: too many ListAndWatch streams")
+        context.add_callback(self._state.wake)
+        LOG.debug("%s: ListAndWatch stream opened", self._name)
+        try:
+            sent = -1
+            while True:
+                update = self._state.wait_change(sent, context.is_active)
+                if update is None:
+                    return
+                sent, snapshot = update
+                LOG.debug("%s: sending %d devices to kubelet", self._name, len(snapshot))
+                yield pb.ListAndWatchResponse(devices=_to_pb_devices(snapshot))
+        finally:
+            self._state.close_stream()
+            LOG.debug("%s: ListAndWatch stream closed", self._name)
+
+    def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> Any:
+        responses = []
+        for creq in request.container_requests:
+            try:
+                alloc = self._state.allocate(list(creq.devices_ids))
+            except Exception as err:  # noqa: BLE001 - mapped to a gRPC status, server keeps serving
+                self._abort(context, err)
+            LOG.info("%s: allocated %s", self._name, ",".join(creq.devices_ids))
+            responses.append(_to_pb_allocation(alloc))
+        return pb.AllocateResponse(container_responses=responses)
+
+    def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
+                               context: grpc.ServicerContext) -> Any:
+        responses = []
+        for creq in request.container_requests:
+            try:
+                ids = self._state.preferred(list(creq.available_deviceIDs),
+                                            list(creq.must_include_deviceIDs), creq.allocation_size)
+            except Exception as err:  # noqa: BLE001 - mapped to a gRPC status, server keeps serving
+                self._abort(context, err)
+            responses.append(pb.ContainerPreferredAllocationResponse(deviceIDs=ids))
+        return pb.PreferredAllocationResponse(container_responses=responses)
+
+    def PreStartContainer(self, request: pb.PreStartContainerRequest, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"{self._name}: PreStartContainer() should not be called as this device plugin "
+                      "doesn't implement it")
+
+
+def options() -> pb.DevicePluginOptions:
+    """The options advertised in RegisterRequest and GetDevicePluginOptions (as upstream)."""
+    return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
+
+
+class DevicePluginServer:
+    """Serves one resource type (``<namespace>/<resource_type>``) to kubelet.
+
+    ``update()`` may be called before or after ``start()``; ``start()`` returns at once and a
+    supervisor thread serves, registers, and re-serves/re-registers on kubelet restarts until
+    ``stop()``.  Serving or registration failures are logged and retried with capped backoff.
+    """
+
+    def __init__(self, namespace: str, resource_type: str, kubelet_dir: str | os.PathLike[str], *,
+                 kubelet_socket: str | os.PathLike[str] | None = None,
+                 preferred_allocator: api.PreferredAllocator | None = None,
+                 allocator: api.Allocator | None = None, max_streams: int = 8, unary_workers: int = 4,
+                 backoff: tuple[float, float] = (0.1, 5.0), poll_interval: float = 0.5,
+                 use_inotify: bool = True, register_timeout: float = 5.0) -> None:
+        self.resource_name = f"{namespace}/{resource_type}"
+        self.endpoint = f"{namespace}-{resource_type}.sock"
+        self.kubelet_dir = Path(kubelet_dir)
+        self.socket_path = self.kubelet_dir / self.endpoint
+        self.kubelet_socket = Path(kubelet_socket) if kubelet_socket else self.kubelet_dir / KUBELET_SOCKET
+        self._name = f"{self.resource_name} ({self.socket_path})"
+        self._state = DeviceState(api.ResourceType(resource_type), max_streams,
+                                  preferred_allocator=preferred_allocator, allocator=allocator)
+        self._workers = max_streams + unary_workers
+        self._backoff = backoff
+        self._poll_interval = poll_interval
+        self._use_inotify = use_inotify
+        self._register_timeout = register_timeout
+        self._stop = threading.Event()
+        self._registered = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watcher: DirWatcher | None = None
+        self._grpc: grpc.Server | None = None
+        self._own_id: tuple[int, int] | None = None
+        self._kubelet_id: tuple[int, int] | None = None
+        self.registrations = 0
+        self.last_error: api.DevicePluginError | None = None
+
+    # -- public API ---------------------------------------------------------------------------
+    def update(self, devices: Mapping[api.DeviceID, api.DeviceInfo]) -> None:
+        """Replace the advertised devices; open ListAndWatch streams get the new list if it changed."""
+        self._state.update(devices)
+
+    def start(self) -> None:
+        """Start serving and registering in a background thread (returns at once)."""
+        if self._thread is not None:
+            raise RuntimeError(f"{self._name}: already started")
+        self._watcher = DirWatcher(self.kubelet_dir, poll_interval=self._poll_interval,
+                                   use_inotify=self._use_inotify)
+        self._thread = threading.Thread(target=self._supervise, name=f"dp-{self.endpoint}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, end ListAndWatch streams, remove our socket."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._state.close()
+        self._shutdown_grpc()
+        if self._watcher is not None:
+            self._watcher.close()
+        LOG.info("%s: stopped", self._name)
+
+    def wait_registered(self, timeout: float | None = None) -> bool:
+        """Block until the current socket is registered with kubelet."""
+        return self._registered.wait(timeout)
+
+    @property
+    def devices(self) -> dict[api.DeviceID, api.DeviceInfo]:
+        return self._state.devices()
+
+    # -- serving --------------------------------------------------------------------------------
+    def _shutdown_grpc(self) -> None:
+        # grpc unlinks the socket path on stop: wait so it cannot remove a newer socket later.
+        if self._grpc is not None:
+            self._grpc.stop(0.2).wait(5.0)
+            self._grpc = None
+        self._registered.clear()
+
+    def _serve(self) -> None:
+        self._shutdown_grpc()
+        path = os.fspath(self.socket_path)
+        if socket_is_live(path):
+            raise api.SocketInUseError(f"{self._name}: socket is already in use by a live server "
+                                       "(another plugin instance?)")
+        try:
+            os.unlink(path)
+            LOG.info("%s: removed stale socket", self._name)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise api.SocketInUseError(f"{self._name}: cannot remove stale socket: {err}") from err
+        server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix=f"dp-{self.endpoint}"),
+                             options=[("grpc.so_reuseport", 0)])
+        pb_grpc.add_DevicePluginServicer_to_server(_Servicer(self._state, self._name), server)  # type: ignore[no-untyped-call]
+        try:
+            server.add_insecure_port(f"unix:{path}")
+            os.chmod(path, 0o600)
+        except (RuntimeError, OSError) as err:
+            server.stop(0)
+            raise api.SocketInUseError(f"{self._name}: cannot listen: {err}") from err
+        server.start()
+        self._grpc = server
+        self._own_id = file_identity(path)
+        # Reachability check with a real RPC (channel_ready_future polls and costs ~200 ms).
+        with grpc.insecure_channel(f"unix:{path}") as channel:
+            try:
+                pb_grpc.DevicePluginStub(channel).GetDevicePluginOptions(  # type: ignore[no-untyped-call]
+                    pb.Empty(), timeout=5.0, wait_for_ready=True)
+            except grpc.RpcError as err:
+                raise api.SocketInUseError(f"{self._name}: own server not reachable: {err}") from err
+        LOG.info("%s: serving", self._name)
+
+    def _register(self) -> None:
+        kubelet_id = file_identity(self.kubelet_socket)
+        if kubelet_id is None:
+            raise api.RegistrationError(f"{self._name}: kubelet socket {self.kubelet_socket} does not exist")
+        request = pb.RegisterRequest(version=api.API_VERSION, endpoint=self.endpoint,
+                                     resource_name=self.resource_name, options=options())
+        with grpc.insecure_channel(f"unix:{os.fspath(self.kubelet_socket)}") as channel:
+            try:
+                pb_grpc.RegistrationStub(channel).Register(request, timeout=self._register_timeout)  # type: ignore[no-untyped-call]
+            except grpc.RpcError as err:
+                raise api.RegistrationError(f"{self._name}: registration with kubelet failed: "
+                                            f"{err.code().name}: {err.details()}") from err
+        self._kubelet_id = kubelet_id
+        self.registrations += 1
+        self._registered.set()
+        LOG.info("%s: registered with kubelet as %s", self._name, self.endpoint)
+
+    def _supervise(self) -> None:
+        assert self._watcher is not None
+        backoff = Backoff(*self._backoff)
+        need_serve = True
+        relevant = {self.endpoint, self.kubelet_socket.name, ANY}
+        while not self._stop.is_set():
+            try:
+                if need_serve or file_identity(self.socket_path) != self._own_id:
+                    if not need_serve:
+                        LOG.info("%s: socket gone or replaced (kubelet restart?), serving again", self._name)
+                    need_serve = True
+                    self._serve()
+                    need_serve = False
+                    self._kubelet_id = None
+                if self._kubelet_id is None or file_identity(self.kubelet_socket) != self._kubelet_id:
+                    self._register()
+                backoff.reset()
+                self.last_error = None
+                timeout = 30.0  # safety re-check even if an event was missed
+            except api.DevicePluginError as err:
+                level = logging.WARNING if str(err) != str(self.last_error) else logging.DEBUG
+                self.last_error = err
+                timeout = backoff.next()
+                LOG.log(level, "%s; retrying in %.1f s", err, timeout)
+            except Exception:  # never let the supervisor die: log and retry
+                LOG.exception("%s: unexpected error", self._name)
+                timeout = backoff.next()
+            self._wait_for_change(timeout, relevant)
+
+    def _wait_for_change(self, timeout: float, relevant: set[str]) -> None:
+        assert self._watcher is not None
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self._watcher.wait(left) & relevant:
+                return
