@@ -127,7 +127,7 @@ class _Endpoint:
                                                   tuple(n.ID for n in d.topology.nodes) if d.topology else ())
                            for d in response.devices}
                 self.owner._record_devices(self, devices)
-        except grpc.RpcError as err:
+        except (grpc.RpcError, grpc.FutureCancelledError) as err:
             if not self.cancelled:
                 self.owner._record_event(f"{resource}: endpoint {self.registration.endpoint} lost: {err!r}")
         finally:
