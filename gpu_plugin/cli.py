@@ -1,0 +1,223 @@
+"""``intel-gpu-plugin``: flags, up-front checks, logging, signals, exit codes.
+
+Accepts every flag of upstream's gpu_plugin with upstream's meaning (Go flag
+syntax, :mod:`gpu_plugin.goflags`), plus ours (roots, kubelet dir, scan interval,
+Level-Zero socket, CDI dir).  The only module that knows the real default paths.
+Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 runtime failure, 2 bad flags
+(one stderr line naming the flag, no usage dump, no traceback).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from gpu_plugin import scan as gpuscan
+from gpu_plugin.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
+from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
+from gpu_plugin.health import DEFAULT_TEMP_LIMIT, TempLimits
+from gpu_plugin.plugin import PluginConfig
+
+PROG = "intel-gpu-plugin"
+LOG = logging.getLogger("gpu_plugin")
+
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+
+#: klog's flags (upstream registers them all); accepted, only -v has an effect here.
+_KLOG_BOOLS = ("logtostderr", "alsologtostderr", "add_dir_header", "skip_headers", "skip_log_headers",
+               "one_output")
+_KLOG_STRINGS = ("vmodule", "log_dir", "log_file", "log_backtrace_at", "stderrthreshold")
+
+__all__ = ["flagset", "parse", "Options", "main"]
+
+
+def flagset() -> FlagSet:
+    f = FlagSet(PROG)
+    # upstream's flags (cmd/gpu_plugin/gpu_plugin.go main())
+    f.string("prefix", "", "Prefix for devfs & sysfs paths")
+    f.bool("enable-monitoring", False, "whether to enable monitoring (= all GPUs) resource(s)")
+    f.string("monitoring-mode", "split", "monitoring resource mode: split (per driver) or single")
+    f.bool("health-management", False, "enable Level-Zero sidecar based GPU health management")
+    f.string("xpumd-endpoint", "", "xpumd health service socket (not implemented here; see README)")
+    f.string("bypath", "single", "DRI device 'by-path/' directory mounting options: single, none, all")
+    f.bool("wsl", False, "scan for / use WSL devices")
+    f.int("shared-dev-num", 1, "number of containers sharing the same GPU device")
+    f.int("temp-limit", DEFAULT_TEMP_LIMIT, "Global temperature limit at which device is marked unhealthy")
+    f.int("gpu-temp-limit", DEFAULT_TEMP_LIMIT, "GPU temperature limit at which device is marked unhealthy")
+    f.int("memory-temp-limit", DEFAULT_TEMP_LIMIT, "Memory temperature limit for unhealthy")
+    f.string("allocation-policy", "none", "modes of allocating GPU devices: balanced, packed and none")
+    f.string("allow-ids", "", "comma-separated list of device IDs to allow (e.g. 0x49c5,0x49c6)")
+    f.string("deny-ids", "", "comma-separated list of device IDs to deny (e.g. 0x49c5,0x49c6)")
+    f.bool("resource-manager", False, "fractional GPU resources (GAS): not implemented")
+    f.int("v", 0, "number for the log level verbosity")
+    for name in _KLOG_BOOLS:
+        f.bool(name, False, "klog flag, accepted for compatibility")
+    for name in _KLOG_STRINGS:
+        f.string(name, "", "klog flag, accepted for compatibility")
+    # ours
+    f.string("sysfs-root", "/sys", "sysfs root (default: <prefix>/sys)")
+    f.string("devfs-root", "/dev", "devfs root (default: <prefix>/dev)")
+    f.string("kubelet-dir", "/var/lib/kubelet/device-plugins", "kubelet device-plugins directory")
+    f.float("scan-interval", 5.0, "fallback rescan period in seconds")
+    f.string("levelzero-socket", "/var/lib/levelzero/server.sock", "Level-Zero sidecar socket")
+    f.string("cdi-dir", "/var/run/cdi", "where CDI specs of allocated GPUs are written")
+    return f
+
+
+@dataclass(frozen=True)
+class Options:
+    """Checked flags: the plugin config plus what main() needs besides."""
+
+    config: PluginConfig
+    health_management: bool
+    temp_limits: TempLimits
+    verbosity: int
+
+
+def _check_resource_manager(values: ParsedFlags) -> None:
+    """Upstream's (removed) -resource-manager needed these; we name what is missing, then refuse."""
+    missing = []
+    if values["shared-dev-num"] < 2:
+        missing.append("-shared-dev-num > 1")
+    if not os.environ.get("NODE_NAME"):
+        missing.append("NODE_NAME env")
+    if not os.environ.get("KUBERNETES_SERVICE_HOST") or not os.path.exists(SERVICE_ACCOUNT_TOKEN):
+        missing.append("in-cluster API access (KUBERNETES_SERVICE_HOST, service account token)")
+    if not os.path.exists(POD_RESOURCES_SOCKET):
+        missing.append(f"kubelet pod-resources socket {POD_RESOURCES_SOCKET}")
+    if missing:
+        raise UsageError("resource-manager", "prerequisites missing: " + ", ".join(missing))
+    raise UsageError("resource-manager", "fractional resources with GPU Aware Scheduling are not implemented "
+                     "by this plugin (removed upstream in 281ca081); run without it")
+
+
+def _check_args(v: ParsedFlags) -> None:
+    """Upstream's checkBasics/checkArgs, then ours."""
+    if v["shared-dev-num"] < 1:
+        raise UsageError("shared-dev-num", "the number of containers sharing the same GPU must be "
+                         f"greater than zero (got {v['shared-dev-num']})")
+    if v["allocation-policy"] not in ("balanced", "packed", "none"):
+        raise UsageError("allocation-policy", f"invalid value {v['allocation-policy']!r}, "
+                         "the valid values: balanced, packed, none")
+    if v["allow-ids"] and v["deny-ids"]:
+        raise UsageError("allow-ids", "cannot use both allow-ids and deny-ids options at the same time")
+    for name in ("allow-ids", "deny-ids"):
+        try:
+            gpuscan.parse_pci_ids(v[name])
+        except gpuscan.InvalidPciIdError as err:
+            raise UsageError(name, str(err)) from None
+    if v["monitoring-mode"] not in gpuscan.MONITORING_MODES:
+        raise UsageError("monitoring-mode",
+                         f"invalid value {v['monitoring-mode']!r}, valid values: split, single")
+    if v["bypath"] not in gpuscan.BYPATH_MODES:
+        raise UsageError("bypath", f"invalid value {v['bypath']!r}, valid values: single, none, all")
+    if v["wsl"]:
+        if v["enable-monitoring"]:
+            raise UsageError("wsl", "monitoring is not supported within WSL")
+        if v["health-management"] or v["xpumd-endpoint"]:
+            raise UsageError("wsl", "health management is not supported within WSL")
+    if v["health-management"] and v["xpumd-endpoint"]:
+        raise UsageError("xpumd-endpoint",
+                         "cannot use both Level-Zero sidecar and xpumd for health management")
+    if v["xpumd-endpoint"]:
+        for name in ("temp-limit", "gpu-temp-limit", "memory-temp-limit"):
+            if v[name] != DEFAULT_TEMP_LIMIT:
+                raise UsageError(name, "temperature limits do not work with xpumd health source")
+        raise UsageError("xpumd-endpoint", "the xpumd health source is not implemented here; "
+                         "use -health-management (Level-Zero sidecar)")
+    if not v["scan-interval"] > 0:
+        raise UsageError("scan-interval", f"must be a positive number of seconds (got {v['scan-interval']})")
+    if v["resource-manager"]:
+        _check_resource_manager(v)
+
+
+def _root(v: ParsedFlags, name: str, default: str) -> str:
+    """``-sysfs-root``/``-devfs-root`` if given, else ``<prefix>/sys`` / ``<prefix>/dev``; must exist."""
+    if name in v.explicit or not v["prefix"]:
+        flag, path = name, str(v[name])
+    else:
+        flag, path = "prefix", str(v["prefix"]) + default
+    if not os.path.isdir(path):
+        raise UsageError(flag, f"{path} does not exist or is not a directory")
+    return path
+
+
+def parse(argv: Sequence[str]) -> Options:
+    """Flags -> checked :class:`Options`; raises FlagError/UsageError/HelpRequested."""
+    v = flagset().parse(argv)
+    if v.args:
+        raise UsageError(v.args[0].lstrip("-") or v.args[0], f"unexpected argument {v.args[0]!r}")
+    _check_args(v)
+    sysfs_root = _root(v, "sysfs-root", "/sys")
+    devfs_root = "/dev" if v["wsl"] and "devfs-root" not in v.explicit and not v["prefix"] \
+        else _root(v, "devfs-root", "/dev")
+    scan_options = gpuscan.ScanOptions(
+        shared_dev_num=v["shared-dev-num"], enable_monitoring=v["enable-monitoring"],
+        monitoring_mode=v["monitoring-mode"], bypath=v["bypath"],
+        allow_ids=gpuscan.parse_pci_ids(v["allow-ids"]), deny_ids=gpuscan.parse_pci_ids(v["deny-ids"]))
+    config = PluginConfig(
+        sysfs_root=sysfs_root, devfs_root=devfs_root, kubelet_dir=v["kubelet-dir"], cdi_dir=v["cdi-dir"],
+        scan=scan_options, allocation_policy=v["allocation-policy"], scan_interval=v["scan-interval"],
+        wsl=v["wsl"], levelzero_socket=v["levelzero-socket"])
+    return Options(config=config, health_management=v["health-management"],
+                   temp_limits=TempLimits(global_=v["temp-limit"], gpu=v["gpu-temp-limit"],
+                                          memory=v["memory-temp-limit"]),
+                   verbosity=v["v"])
+
+
+def setup_logging(verbosity: int) -> None:
+    """klog's -v mapped once: 0-1 INFO, 2 and above DEBUG."""
+    logging.basicConfig(level=logging.DEBUG if verbosity >= 2 else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        options = parse(args)
+    except HelpRequested:
+        sys.stdout.write(flagset().usage())
+        return EXIT_OK
+    except (FlagError, UsageError) as err:
+        sys.stderr.write(f"{PROG}: {err}\n")
+        return EXIT_USAGE
+    setup_logging(options.verbosity)
+    from gpu_plugin.deviceplugin.api import ScannerError
+    from gpu_plugin.health import LevelZeroHealth
+    from gpu_plugin.plugin import build_manager
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        LOG.info("Received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    config = options.config
+    LOG.info("GPU device plugin started with %s preferred allocation policy (sysfs %s, devfs %s)",
+             config.allocation_policy, config.sysfs_root, config.devfs_root)
+    health = None
+    if options.health_management:
+        LOG.info("levelzero service requested: %s", config.levelzero_socket)
+        health = LevelZeroHealth(config.levelzero_socket, options.temp_limits)
+    manager, _ = build_manager(config, health)
+    try:
+        manager.run(stop)
+    except ScannerError as err:
+        LOG.error("%s", err)
+        return EXIT_FAILURE
+    finally:
+        if health is not None:
+            health.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The Intel GPU plugin's glue: scan loop, health, udev trigger, WSL mode, wiring to the framework.
+
+:class:`GpuScanner` implements the framework's ``Scanner``: it rescans sysfs every
+``scan_interval`` seconds (or at once on a drm uevent or :meth:`GpuScanner.rescan`),
+applies health, and hands the framework whole trees (the framework dedupes).
+:func:`build_manager` connects a scanner, the allocation policy and the CDI writer
+to a :class:`~gpu_plugin.deviceplugin.manager.Manager`.  Defaults live in cli.py.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from gpu_plugin import scan as gpuscan
+from gpu_plugin.cdi import CdiSpecWriter
+from gpu_plugin.deviceplugin.api import (
+    DeviceID,
+    DeviceInfo,
+    DeviceSpec,
+    DeviceTree,
+    Health,
+    Mount,
+    Notifier,
+    ResourceType,
+    Scanner,
+)
+from gpu_plugin.deviceplugin.manager import Manager
+from gpu_plugin.levelzero._api import levelzero_pb2 as lz
+from gpu_plugin.levelzero._api import levelzero_pb2_grpc as lz_grpc
+from gpu_plugin.policies import PolicyAllocator
+from gpu_plugin.udev import DrmEvents
+
+LOG = logging.getLogger(__name__)
+
+NAMESPACE = "gpu.intel.com"
+WSL_RESOURCE = ResourceType("dxg")
+WSL_LIB_PATH = "/usr/lib/wsl"
+ZE_AFFINITY_MASK = "ZE_AFFINITY_MASK"
+
+HealthSource = Callable[[gpuscan.GpuCard], Health]
+
+__all__ = ["NAMESPACE", "GpuScanner", "WslScanner", "PluginConfig", "build_manager"]
+
+
+class _Loop:
+    """Wait ``interval`` seconds, or less when woken, until ``stop`` is set."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def run(self, stop: threading.Event, once: Callable[[], None]) -> None:
+        def wake_on_stop() -> None:
+            stop.wait()
+            self._wake.set()
+
+        threading.Thread(target=wake_on_stop, name="scan-stop", daemon=True).start()
+        while not stop.is_set():
+            self._wake.clear()
+            once()
+            self._wake.wait(self.interval)
+
+
+class GpuScanner:
+    """Scans ``sysfs_root``/``devfs_root`` for Intel GPUs and notifies whole trees."""
+
+    def __init__(self, sysfs_root: str, devfs_root: str,
+                 options: gpuscan.ScanOptions = gpuscan.ScanOptions(), *, scan_interval: float = 5.0,
+                 health: HealthSource | None = None, use_udev: bool = True) -> None:
+        self.sysfs_root = sysfs_root
+        self.devfs_root = devfs_root
+        self.options = options
+        self.health = health
+        self.use_udev = use_udev
+        self._loop = _Loop(scan_interval)
+        # As upstream: by-path mounts only if dri/by-path existed when the plugin started.
+        self.bypath_found = os.path.isdir(os.path.join(devfs_root, "dri", "by-path"))
+        if not self.bypath_found:
+            LOG.warning("No %s: by-path mounts disabled", os.path.join(devfs_root, "dri", "by-path"))
+        self._counts: dict[str, int] = {}
+
+    def rescan(self) -> None:
+        """Scan now instead of at the end of the current interval."""
+        self._loop.wake()
+
+    def scan_once(self) -> DeviceTree:
+        return gpuscan.scan(self.sysfs_root, self.devfs_root, self.options,
+                            bypath_found=self.bypath_found, health=self.health)
+
+    def scan(self, notifier: Notifier, stop: threading.Event) -> None:
+        LOG.info("GPU (i915/xe) resource share count = %d", self.options.shared_dev_num)
+        udev = DrmEvents(self.rescan) if self.use_udev else None
+        if udev is not None:
+            udev.start()
+
+        def once() -> None:
+            try:
+                tree = self.scan_once()
+            except Exception:  # never die: log and keep the last tree
+                LOG.exception("GPU scan failed; keeping the last device tree")
+                return
+            self._log_counts(tree)
+            notifier.notify(tree)
+
+        try:
+            self._loop.run(stop, once)
+        finally:
+            if udev is not None:
+                udev.stop()
+
+    def _log_counts(self, tree: DeviceTree) -> None:
+        for name in sorted(set(tree) | set(self._counts)):
+            count = len(tree.get(ResourceType(name), {}))
+            if count != self._counts.get(name, 0):
+                LOG.info("GPU scan update: %d->%d '%s' resources found",
+                         self._counts.get(name, 0), count, name)
+                self._counts[name] = count
+
+
+class WslScanner:
+    """``-wsl``: devices are Level-Zero indices (``dxg`` resource, ``/dev/dxg``), as upstream's wslGpuScan."""
+
+    def __init__(self, levelzero_socket: str, devfs_root: str, shared_dev_num: int = 1, *,
+                 scan_interval: float = 5.0, timeout: float = 2.0) -> None:
+        self.levelzero_socket = levelzero_socket
+        self.devfs_root = devfs_root
+        self.shared_dev_num = shared_dev_num
+        self.timeout = timeout
+        self._loop = _Loop(scan_interval)
+
+    def tree_for(self, indices: list[int]) -> DeviceTree:
+        node = DeviceSpec("/dev/dxg", os.path.join(self.devfs_root, "dxg"), "rw")
+        mount = Mount(WSL_LIB_PATH, WSL_LIB_PATH, True)
+        info = DeviceInfo(health=Health.HEALTHY, nodes=(node,), mounts=(mount,))
+        devices: dict[DeviceID, DeviceInfo] = {}
+        for index in indices:
+            per_index = DeviceInfo(health=info.health, nodes=info.nodes, mounts=info.mounts,
+                                   envs={ZE_AFFINITY_MASK: str(index)})
+            for i in range(self.shared_dev_num):
+                devices[DeviceID(f"card{index}-{i}")] = per_index
+        return {WSL_RESOURCE: devices}
+
+    def scan(self, notifier: Notifier, stop: threading.Event) -> None:
+        with grpc.insecure_channel(f"unix://{self.levelzero_socket}") as channel:
+            stub = lz_grpc.LevelzeroStub(channel)  # type: ignore[no-untyped-call]
+
+            def once() -> None:
+                try:
+                    reply = stub.GetIntelIndices(lz.GetIntelIndicesMessage(), timeout=self.timeout)
+                except grpc.RpcError as err:
+                    LOG.warning("Failed to get Intel indices from Level-Zero: %s", err.code())
+                    return
+                if reply.HasField("error") and reply.error.errorcode != 0:
+                    LOG.warning("indices request returned internal error: 0x%X (%s)",
+                                reply.error.errorcode, reply.error.description)
+                notifier.notify(self.tree_for(list(reply.indices)))
+
+            self._loop.run(stop, once)
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """Everything :func:`build_manager` needs; cli.py fills it from the flags."""
+
+    sysfs_root: str
+    devfs_root: str
+    kubelet_dir: str
+    cdi_dir: str
+    scan: gpuscan.ScanOptions
+    allocation_policy: str = "none"
+    scan_interval: float = 5.0
+    wsl: bool = False
+    levelzero_socket: str = "/var/lib/levelzero/server.sock"
+    use_udev: bool = True
+
+
+def build_manager(config: PluginConfig, health: HealthSource | None = None) -> tuple[Manager, Scanner]:
+    """The framework manager wired to a GPU (or WSL) scanner, the policy and the CDI writer."""
+    scanner: Scanner
+    if config.wsl:
+        scanner = WslScanner(config.levelzero_socket, config.devfs_root, config.scan.shared_dev_num,
+                             scan_interval=config.scan_interval)
+    else:
+        scanner = GpuScanner(config.sysfs_root, config.devfs_root, config.scan,
+                             scan_interval=config.scan_interval, health=health, use_udev=config.use_udev)
+    manager = Manager(NAMESPACE, scanner, config.kubelet_dir,
+                      preferred_allocator=PolicyAllocator(config.allocation_policy),
+                      allocator=None if config.wsl else CdiSpecWriter(config.cdi_dir))
+    return manager, scanner
