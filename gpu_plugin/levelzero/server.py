@@ -1,0 +1,177 @@
+"""`intel-gpu-levelzero`: the gRPC ``Levelzero`` service on a unix socket, as cmd/gpu_levelzero.
+
+Serves upstream's levelzero.proto (GetDeviceHealth, GetDeviceTemperature, GetIntelIndices,
+GetDeviceMemoryAmount) from a :mod:`.sources` source. Failures are reported in-band in the
+``error`` field (``errorcode`` = ze_result_t, ``description`` as upstream's ze_status_to_string);
+a failing read never takes the server down. Flags: upstream's ``-socket``, ``-wsl``, ``-v`` and
+ours, ``-sysfs-root`` (default /sys) and ``-source auto|levelzero|sysfs``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+
+from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested
+from gpu_plugin.levelzero import DEFAULT_SOCKET, ZE_ERROR_UNKNOWN, describe
+from gpu_plugin.levelzero._api import levelzero_pb2 as pb
+from gpu_plugin.levelzero._api import levelzero_pb2_grpc as pb_grpc
+from gpu_plugin.levelzero.sources import Source, open_source
+
+LOG = logging.getLogger(__name__)
+PROG = "intel-gpu-levelzero"
+SOCKET_MODE = 0o660
+SOURCES = ("auto", "levelzero", "sysfs")
+
+T = TypeVar("T")
+
+
+def _error(code: int) -> pb.Error:
+    return pb.Error(errorcode=code, description=describe(code) if code else "")
+
+
+class LevelzeroServicer(pb_grpc.LevelzeroServicer):
+    """Maps each RPC onto the source; an unexpected exception becomes error UNKNOWN in-band."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def _guarded(self, what: str, read: Callable[[], T], fallback: T) -> T:
+        try:
+            return read()
+        except Exception:
+            LOG.exception("%s failed", what)
+            return fallback
+
+    def GetDeviceHealth(self, request: pb.DeviceId, context: Any) -> pb.DeviceHealth:
+        bdf = request.bdfAddress
+        h = self._guarded(f"health of {bdf}", lambda: self.source.health(bdf), None)
+        if h is None:
+            return pb.DeviceHealth(memory_ok=True, bus_ok=True, soc_ok=True, error=_error(ZE_ERROR_UNKNOWN))
+        if h.error:
+            LOG.warning("health of %s: %s", bdf, describe(h.error))
+        LOG.debug("health of %s: memory=%s bus=%s soc=%s", bdf, h.memory_ok, h.bus_ok, h.soc_ok)
+        return pb.DeviceHealth(memory_ok=h.memory_ok, bus_ok=h.bus_ok, soc_ok=h.soc_ok, error=_error(h.error))
+
+    def GetDeviceTemperature(self, request: pb.DeviceId, context: Any) -> pb.DeviceTemperature:
+        bdf = request.bdfAddress
+        t = self._guarded(f"temperature of {bdf}", lambda: self.source.temperatures(bdf), None)
+        if t is None:
+            return pb.DeviceTemperature(**{"global": -999.0}, gpu=-999.0, memory=-999.0,
+                                        error=_error(ZE_ERROR_UNKNOWN))
+        LOG.debug("temperatures of %s: global=%.1f gpu=%.1f memory=%.1f", bdf, t.global_, t.gpu, t.memory)
+        return pb.DeviceTemperature(**{"global": t.global_}, gpu=t.gpu, memory=t.memory,
+                                    error=_error(t.error))
+
+    def GetIntelIndices(self, request: pb.GetIntelIndicesMessage, context: Any) -> pb.DeviceIndices:
+        i = self._guarded("Intel indices", self.source.indices, None)
+        if i is None:
+            return pb.DeviceIndices(error=_error(ZE_ERROR_UNKNOWN))
+        return pb.DeviceIndices(indices=list(i.indices), error=_error(i.error))
+
+    def GetDeviceMemoryAmount(self, request: pb.DeviceId, context: Any) -> pb.DeviceMemoryAmount:
+        bdf = request.bdfAddress
+        m = self._guarded(f"memory amount of {bdf}", lambda: self.source.memory(bdf), None)
+        if m is None:
+            return pb.DeviceMemoryAmount(error=_error(ZE_ERROR_UNKNOWN))
+        return pb.DeviceMemoryAmount(memory_size=m.size, error=_error(m.error))
+
+
+class SocketInUseError(OSError):
+    """The socket path exists and is not a socket: we do not delete other files."""
+
+
+def serve(source: Source, socket_path: str, max_workers: int = 4) -> grpc.Server:
+    """Bind ``socket_path`` (a stale socket is removed, mode 0660) and start serving."""
+    parent = os.path.dirname(socket_path) or "."
+    os.makedirs(parent, mode=0o750, exist_ok=True)
+    try:
+        mode = os.lstat(socket_path).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(mode):
+            raise SocketInUseError(f"{socket_path} exists and is not a socket")
+        os.unlink(socket_path)  # stale socket of a previous run (upstream removes it too)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="levelzero"))
+    pb_grpc.add_LevelzeroServicer_to_server(LevelzeroServicer(source), server)  # type: ignore[no-untyped-call]
+    old_umask = os.umask(0o117)
+    try:
+        if server.add_insecure_port("unix:" + socket_path) == 0:
+            raise OSError(f"cannot listen on {socket_path}")
+        server.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(socket_path, SOCKET_MODE)
+    return server
+
+
+def _flagset() -> FlagSet:
+    fs = FlagSet(PROG)
+    fs.string("socket", DEFAULT_SOCKET, "Unix socket path to listen on")
+    fs.bool("wsl", False, "Running in WSL environment")
+    fs.int("v", 1, "log verbosity")
+    fs.string("sysfs-root", "/sys", "sysfs root for the kernel fallback source")
+    fs.string("source", "auto", "auto (Level Zero loader if usable, else sysfs), levelzero or sysfs")
+    return fs
+
+
+def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None) -> int:
+    fs = _flagset()
+    try:
+        flags = fs.parse(sys.argv[1:] if argv is None else argv)
+        if flags["source"] not in SOURCES:
+            raise FlagError(f'invalid value "{flags["source"]}" for flag -source: not one of '
+                            f'{", ".join(SOURCES)}', "source")
+        if not os.path.isdir(flags["sysfs-root"]):
+            raise FlagError(f"-sysfs-root {flags['sysfs-root']}: no such directory", "sysfs-root")
+        if flags.args:
+            raise FlagError(f"unexpected argument: {flags.args[0]}")
+    except HelpRequested:
+        sys.stderr.write(fs.usage())
+        return 0
+    except FlagError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    v = flags["v"]
+    logging.basicConfig(level=logging.DEBUG if v >= 3 else logging.INFO if v >= 1 else logging.WARNING,
+                        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        source = open_source(flags["sysfs-root"], wsl=flags["wsl"], kind=flags["source"])
+    except RuntimeError as err:
+        LOG.error("%s", err)
+        return 1
+    LOG.info("reading GPU health from the %s source", source.name)
+    if flags["wsl"] and source.name != "levelzero":
+        LOG.warning("-wsl needs the Level Zero loader; sysfs has no WSL GPUs")
+    try:
+        server = serve(source, flags["socket"])
+    except OSError as err:
+        LOG.error("failed to listen: %s", err)
+        return 1
+    LOG.info("server listening at %s", flags["socket"])
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    server.stop(grace=1).wait()
+    try:
+        os.unlink(flags["socket"])
+    except OSError:
+        pass
+    LOG.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""The Level-Zero health sidecar over real gRPC on a unix socket, reading a fake sysfs tree.
+
+Emulated: the kernel's sysfs (tests/fakes/sysfs.py, plus hwmon/AER/RAS files written here). There is
+no Level Zero loader on this machine, so the loader path is covered only by "falls back to sysfs".
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gpu_plugin.levelzero import ZE_ERROR_NOT_AVAILABLE, ZE_ERROR_UNKNOWN, describe
+from gpu_plugin.levelzero._api import levelzero_pb2 as pb
+from gpu_plugin.levelzero._api import levelzero_pb2_grpc as pb_grpc
+from gpu_plugin.levelzero.server import SocketInUseError, serve
+from gpu_plugin.levelzero.sources import SysfsSource, aer_total
+from tests.fakes.sysfs import FakeSysfs
+
+BDF = "0000:03:00.0"
+AER_CLEAN = "Undefined 0\nDLP 0\nSDES 0\nTLP 0\nTOTAL_ERR_FATAL 0\n"
+
+
+@pytest.fixture
+def fs(tmp_path: Path) -> FakeSysfs:
+    fs = FakeSysfs(tmp_path / "root")
+    fs.add_gpu(BDF, card=0, render=128, driver="xe", tiles=2, temperatures={"pkg": 55, "vram": 61})
+    fs.add_gpu("0000:00:02.0", card=1, render=129, driver="i915")  # integrated: no hwmon, no VRAM
+    return fs
+
+
+@pytest.fixture
+def stub(fs: FakeSysfs, tmp_path: Path) -> Iterator[pb_grpc.LevelzeroStub]:
+    sock = str(tmp_path / "lz" / "server.sock")
+    server = serve(SysfsSource(fs.sysfs_root), sock)
+    channel = grpc.insecure_channel("unix:" + sock)
+    try:
+        yield pb_grpc.LevelzeroStub(channel)
+    finally:
+        channel.close()
+        server.stop(None).wait()
+
+
+def _pci(fs: FakeSysfs, bdf: str, name: str) -> str:
+    return f"devices/pci0000:00/{bdf}/{name}"
+
+
+def test_healthy_device(stub: pb_grpc.LevelzeroStub) -> None:
+    h = stub.GetDeviceHealth(pb.DeviceId(bdfAddress=BDF), timeout=5)
+    assert (h.memory_ok, h.bus_ok, h.soc_ok, h.error.errorcode) == (True, True, True, 0)
+
+
+@pytest.mark.parametrize("name,text,expected", [
+    ("aer_dev_fatal", AER_CLEAN.replace("DLP 0", "DLP 2").replace("FATAL 0", "FATAL 2"), (True, False, True)),
+    ("aer_dev_nonfatal", "TLP 1\nTOTAL_ERR_NONFATAL 1\n", (True, False, True)),
+    ("aer_dev_fatal", AER_CLEAN, (True, True, True)),
+    ("aer_dev_correctable", "BadTLP 7\nTOTAL_ERR_COR 7\n", (True, True, True)),
+    ("drm/card0/gt/gt0/error_counter/fatal_guc", "3", (True, True, False)),
+    ("tile1/gt1/error_counter/soc_fatal_hbm0_chnl0", "1", (False, True, True)),
+    ("drm/card0/gt/gt0/error_counter/soc_fatal_iosf_pciaer", "1", (True, False, True)),
+    ("drm/card0/gt/gt0/error_counter/gsc_nonfatal_aon_parity", "4", (True, True, True)),
+    ("drm/card0/gt/gt0/error_counter/correctable_eu_grf", "5", (True, True, True)),
+    ("drm/card0/gt/gt0/error_counter/fatal_tlb", "garbage", (True, True, True)),
+], ids=["aer-fatal", "aer-nonfatal", "aer-clean", "aer-correctable", "ras-fatal-soc", "ras-fatal-memory",
+        "ras-pci-aer", "ras-nonfatal", "ras-correctable", "ras-garbage"])
+def test_health_from_error_counters(fs: FakeSysfs, stub: pb_grpc.LevelzeroStub, name: str, text: str,
+                                    expected: tuple[bool, bool, bool]) -> None:
+    fs.write(_pci(fs, BDF, name), text)
+    h = stub.GetDeviceHealth(pb.DeviceId(bdfAddress=BDF), timeout=5)
+    assert (h.memory_ok, h.bus_ok, h.soc_ok) == expected
+    assert h.error.errorcode == 0
+
+
+def test_temperatures_from_hwmon(stub: pb_grpc.LevelzeroStub) -> None:
+    t = stub.GetDeviceTemperature(pb.DeviceId(bdfAddress=BDF), timeout=5)
+    assert (getattr(t, "global"), t.gpu, t.memory, t.error.errorcode) == (61.0, 55.0, 61.0, 0)
+
+
+def test_temperature_labels_and_garbage(fs: FakeSysfs, stub: pb_grpc.LevelzeroStub) -> None:
+    hwmon = _pci(fs, BDF, "hwmon/hwmon0")
+    fs.write(f"{hwmon}/temp3_label", "gt0")
+    fs.write(f"{hwmon}/temp3_input", "72500")
+    fs.write(f"{hwmon}/temp4_input", "not a number")
+    t = stub.GetDeviceTemperature(pb.DeviceId(bdfAddress=BDF), timeout=5)
+    assert (getattr(t, "global"), t.gpu, t.memory) == (72.5, 72.5, 61.0)
+
+
+def test_missing_kind_and_missing_hwmon(fs: FakeSysfs, stub: pb_grpc.LevelzeroStub) -> None:
+    os.unlink(fs.sys / _pci(fs, BDF, "hwmon/hwmon0/temp2_input"))  # vram sensor gone
+    t = stub.GetDeviceTemperature(pb.DeviceId(bdfAddress=BDF), timeout=5)
+    assert (getattr(t, "global"), t.gpu, t.memory) == (55.0, 55.0, -999.0)
+    assert t.error.errorcode == ZE_ERROR_NOT_AVAILABLE
+    t = stub.GetDeviceTemperature(pb.DeviceId(bdfAddress="0000:00:02.0"), timeout=5)
+    assert (getattr(t, "global"), t.gpu, t.memory, t.error.errorcode) == (-999.0, -999.0, -999.0, 0)
+
+
+def test_unknown_bdf_is_an_in_band_error(stub: pb_grpc.LevelzeroStub) -> None:
+    unknown = pb.DeviceId(bdfAddress="0000:99:00.0")
+    h = stub.GetDeviceHealth(unknown, timeout=5)
+    assert (h.memory_ok, h.bus_ok, h.soc_ok) == (True, True, True)  # no information = healthy, as upstream
+    assert (h.error.errorcode, h.error.description) == (ZE_ERROR_UNKNOWN, "unknown (0x7FFFFFFE)")
+    t = stub.GetDeviceTemperature(unknown, timeout=5)
+    assert (getattr(t, "global"), t.error.errorcode) == (-999.0, ZE_ERROR_UNKNOWN)
+    m = stub.GetDeviceMemoryAmount(unknown, timeout=5)
+    assert (m.memory_size, m.error.errorcode) == (0, ZE_ERROR_UNKNOWN)
+
+
+def test_indices_and_memory(fs: FakeSysfs, stub: pb_grpc.LevelzeroStub) -> None:
+    assert list(stub.GetIntelIndices(pb.GetIntelIndicesMessage(), timeout=5).indices) == [0, 1]
+    for t in (0, 1):
+        fs.write(_pci(fs, BDF, f"tile{t}/physical_vram_size_bytes"), str(8 << 30))
+    assert stub.GetDeviceMemoryAmount(pb.DeviceId(bdfAddress=BDF), timeout=5).memory_size == 16 << 30
+    assert stub.GetDeviceMemoryAmount(pb.DeviceId(bdfAddress="0000:00:02.0"), timeout=5).memory_size == 0
+    fs.remove_gpu("0000:00:02.0")
+    assert list(stub.GetIntelIndices(pb.GetIntelIndicesMessage(), timeout=5).indices) == [0]
+
+
+def test_i915_lmem_times_tiles(tmp_path: Path) -> None:
+    fs = FakeSysfs(tmp_path)
+    fs.add_gpu(BDF, driver="i915", lmem_total_bytes=4096, tiles=2)
+    assert SysfsSource(fs.sysfs_root).memory(BDF).size == 8192
+
+
+def test_bad_sysfs_never_crashes_the_server(fs: FakeSysfs, stub: pb_grpc.LevelzeroStub) -> None:
+    fs.write(_pci(fs, BDF, "vendor"), "")  # half-written vendor file: discovery skips the card
+    h = stub.GetDeviceHealth(pb.DeviceId(bdfAddress=BDF), timeout=5)
+    assert h.error.errorcode == ZE_ERROR_UNKNOWN
+    fs.write(_pci(fs, BDF, "vendor"), "0x8086")
+    assert stub.GetDeviceHealth(pb.DeviceId(bdfAddress=BDF), timeout=5).error.errorcode == 0
+
+
+def test_source_exception_becomes_in_band_error(tmp_path: Path) -> None:
+    class Broken(SysfsSource):
+        def health(self, bdf: str):  # type: ignore[override]
+            raise RuntimeError("boom")
+
+    sock = str(tmp_path / "s.sock")
+    server = serve(Broken(str(tmp_path)), sock)
+    try:
+        with grpc.insecure_channel("unix:" + sock) as ch:
+            h = pb_grpc.LevelzeroStub(ch).GetDeviceHealth(pb.DeviceId(bdfAddress=BDF), timeout=5)
+        assert (h.bus_ok, h.error.errorcode) == (True, ZE_ERROR_UNKNOWN)
+        assert h.error.description == describe(ZE_ERROR_UNKNOWN)
+    finally:
+        server.stop(None).wait()
+
+
+def test_socket_mode_stale_socket_and_foreign_file(fs: FakeSysfs, tmp_path: Path) -> None:
+    sock = str(tmp_path / "server.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(sock)  # a socket file nobody listens on, as a killed sidecar leaves behind
+    stale.close()
+    assert stat.S_ISSOCK(os.lstat(sock).st_mode)
+    second = serve(SysfsSource(fs.sysfs_root), sock)
+    try:
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
+        with grpc.insecure_channel("unix:" + sock) as ch:
+            assert pb_grpc.LevelzeroStub(ch).GetDeviceHealth(pb.DeviceId(bdfAddress=BDF), timeout=5).bus_ok
+    finally:
+        second.stop(None).wait()
+    other = tmp_path / "not-a-socket"
+    other.write_text("keep me")
+    with pytest.raises(SocketInUseError):
+        serve(SysfsSource(fs.sysfs_root), str(other))
+    assert other.read_text() == "keep me"
+
+
+def test_aer_total_without_total_line(tmp_path: Path) -> None:
+    (tmp_path / "aer").write_text("DLP 1\nTLP 2\n")
+    assert aer_total(str(tmp_path / "aer"), "TOTAL_ERR_FATAL") == 3
+    assert aer_total(str(tmp_path / "missing"), "TOTAL_ERR_FATAL") == 0
+
+
+def _wait_for(path: str, proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline, "socket never appeared"
+        time.sleep(0.05)
+
+
+def test_cli_falls_back_to_sysfs_and_stops_on_sigterm(fs: FakeSysfs, tmp_path: Path) -> None:
+    sock = str(tmp_path / "cli.sock")
+    proc = subprocess.Popen([sys.executable, "-m", "gpu_plugin.levelzero.server", "-socket", sock,
+                             "--sysfs-root", fs.sysfs_root], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(sock, proc)
+        with grpc.insecure_channel("unix:" + sock) as ch:
+            t = pb_grpc.LevelzeroStub(ch).GetDeviceTemperature(pb.DeviceId(bdfAddress=BDF), timeout=5)
+        assert t.gpu == 55.0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert "not available" in err and "from the sysfs source" in err
+    assert not os.path.exists(sock)
+
+
+@pytest.mark.parametrize("args,flag", [
+    (["-socket"], "-socket"),
+    (["-bogus"], "-bogus"),
+    (["-wsl=maybe"], "-wsl"),
+    (["-source", "gpu"], "-source"),
+    (["-sysfs-root", "/nonexistent/sys"], "-sysfs-root"),
+], ids=["missing-value", "unknown", "bad-bool", "bad-source", "missing-root"])
+def test_bad_flags_exit_2_with_one_line(args: list[str], flag: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "gpu_plugin.levelzero.server", *args],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and flag in proc.stderr, proc.stderr
