@@ -265,6 +265,7 @@ class DevicePluginServer:
                                             f"{err.code().name}: {err.details()}") from err
         self._kubelet_id = kubelet_id
         self.registrations += 1
+        self.last_error = None
         self._registered.set()
         LOG.info("%s: registered with kubelet as %s", self._name, self.endpoint)
 
@@ -283,15 +284,15 @@ class DevicePluginServer:
                     need_serve = False
                     self._kubelet_id = None
                 if self._kubelet_id is None or file_identity(self.kubelet_socket) != self._kubelet_id:
+                    self._registered.clear()
                     self._register()
                 backoff.reset()
-                self.last_error = None
                 timeout = 30.0  # safety re-check even if an event was missed
             except api.DevicePluginError as err:
                 level = logging.WARNING if str(err) != str(self.last_error) else logging.DEBUG
                 self.last_error = err
                 timeout = backoff.next()
-                LOG.log(level, "%s; retrying in %.1f s", err, timeout)
+                LOG.log(level, "%s; retrying in %.2f s", err, timeout)
             except Exception:  # never let the supervisor die: log and retry
                 LOG.exception("%s: unexpected error", self._name)
                 timeout = backoff.next()
