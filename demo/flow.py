@@ -277,7 +277,7 @@ class Flow:
             raise StepFailed(f"DaemonSet nodeSelector {selector} does not match node labels {labels}")
         container = kube.plugin_container(self.daemonset)
         overrides = {"sysfs-root": str(self.sysfs_root), "devfs-root": str(self.devfs_root),
-                     "kubelet-dir": str(self.kubelet_dir)}
+                     "kubelet-dir": str(self.kubelet_dir), "cdi-dir": str(self.root / "cdi")}
         if self.scan_interval is not None:
             overrides["scan-interval"] = str(self.scan_interval)
         args = kube.local_args(list(container.get("args") or []), overrides)
@@ -287,7 +287,7 @@ class Flow:
         self.plugin = self.sup.start("plugin", [str(BIN / "intel-gpu-plugin"), *args], env=self.env())
         time.sleep(0.2)
         self._require_alive(self.plugin)
-        shown = " ".join(a for a in args if not a.startswith(str(self.root)))
+        shown = " ".join(args).replace(str(self.root), "$WORK")
         return f"nodeSelector {selector} matches; intel-gpu-plugin pid {self.plugin.pid} {shown}"
 
     # -- 8. kubelet sees the resources -------------------------------------------------------
