@@ -102,6 +102,14 @@ class KubeClient:
         """The node with this systemUUID (one LIST), or None."""
         return find_node(self.list_nodes(), system_uuid)
 
+    def get_node(self, name: str) -> Node:
+        """Node ``name`` as it is now (one GET); raises NodeNotFound."""
+        def call() -> Node:
+            response = self._core().read_node(name, _preload_content=False,
+                                              _request_timeout=self.request_timeout)
+            return Node.from_dict(_json(response))
+        return self._with_retry("read", name, call)
+
     def patch_node_labels(self, name: str, labels: Mapping[str, str | None]) -> Node:
         """Set (value) or remove (None) ``labels`` on node ``name``; returns the patched node."""
         body = label_patch(labels)

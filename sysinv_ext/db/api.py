@@ -35,6 +35,11 @@ class LabelRecord:
         return cls(row.host_uuid, row.label_key, row.label_value, row.created_at, row.updated_at)
 
 
+def describe_url(url: str) -> str:
+    """``url`` with any password masked, for log lines."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def get_engine(url: str, *, create_dir: bool = True) -> Engine:
     """An Engine for ``url``. For a SQLite file, its directory is created (0750) when missing
     and the database runs in WAL mode so the audit can read while an RPC writes."""

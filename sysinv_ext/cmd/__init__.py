@@ -1,0 +1,62 @@
+"""Console entry points of sysinv_ext; the only modules that touch the global ``cfg.CONF``.
+
+``parse_args`` is shared by both services: it registers the given options, parses argv with
+oslo.config and turns any bad flag, missing config file or bad option value into exactly one
+stderr line and exit code 2 (no usage dump, no traceback).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from collections.abc import Callable, Sequence
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad command line or configuration: printed as one line, exit code 2."""
+
+
+def parse_args(conf: cfg.ConfigOpts, argv: Sequence[str] | None, *, prog: str, project: str,
+               register: Callable[[cfg.ConfigOpts], None],
+               check: Callable[[cfg.ConfigOpts], None] | None = None) -> None:
+    """Register options on ``conf``, parse ``argv`` and set up oslo.log; raises UsageError."""
+    logging.register_options(conf)
+    register(conf)
+    args = list(sys.argv[1:] if argv is None else argv)
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            conf(args, project=project, prog=prog, default_config_files=[])
+    except SystemExit as exc:
+        if exc.code in (0, None):  # --help / --version printed to stdout
+            raise
+        lines = [line for line in captured.getvalue().splitlines() if line.strip()]
+        raise UsageError(lines[-1] if lines else f"{prog}: invalid arguments") from None
+    except cfg.Error as exc:
+        raise UsageError(f"{prog}: {str(exc).strip().splitlines()[0]}") from None
+    try:
+        _check_values(conf)
+        if check is not None:
+            check(conf)
+    except (cfg.Error, ValueError) as exc:
+        raise UsageError(f"{prog}: {str(exc).strip().splitlines()[0]}") from None
+    logging.setup(conf, project)
+
+
+def _check_values(conf: cfg.ConfigOpts) -> None:
+    """Read every registered option once, so a bad value fails at start, not hours later."""
+    for name in list(conf):
+        value = getattr(conf, name)
+        if isinstance(value, cfg.ConfigOpts.GroupAttr):
+            for opt_name in list(value):
+                getattr(value, opt_name)
+
+
+def usage_exit(error: UsageError) -> int:
+    print(str(error), file=sys.stderr)
+    return EXIT_USAGE

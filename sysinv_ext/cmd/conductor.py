@@ -1,0 +1,115 @@
+"""``sysinv-gpu-conductor --config-file FILE``: the conductor service (threads, no eventlet).
+
+Order at start: parse config and set up oslo.log; upgrade the label database to the newest
+alembic revision (retrying with back-off while it is unreachable); start the RPC server on
+``[conductor]topic``/``[conductor]host``; start the audit thread. SIGTERM or SIGINT stop
+everything cleanly; only the main thread decides the exit code.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+import oslo_messaging as messaging
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from sysinv_ext.cmd import UsageError, parse_args, usage_exit
+from sysinv_ext.common import exception, rpc
+from sysinv_ext.conductor.audit import AuditLoop
+from sysinv_ext.conductor.manager import ConductorManager
+from sysinv_ext.conf import register_conductor_opts
+from sysinv_ext.conf.conductor import database_url
+from sysinv_ext.db import api as db_api
+from sysinv_ext.db import migration
+
+LOG = logging.getLogger(__name__)
+PROG = "sysinv-gpu-conductor"
+PROJECT = "sysinv-gpu"
+
+
+def register(conf: cfg.ConfigOpts) -> None:
+    register_conductor_opts(conf)
+    rpc.register_opts(conf)
+
+
+def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
+    """Upgrade the schema to head, retrying with back-off; False if stopped first."""
+    url = database_url(conf)
+    delay = float(conf.database.connect_retry_interval)
+    while not stop.is_set():
+        try:
+            engine = db_api.get_engine(url)
+            try:
+                migration.upgrade(engine)
+                LOG.info("Label database at revision %s", migration.current_revision(engine))
+            finally:
+                engine.dispose()
+            return True
+        except Exception as err:  # any driver/alembic failure: log, wait, retry
+            LOG.error("Cannot upgrade label database %s: %s; retrying in %.0f s",
+                      db_api.describe_url(url), err, delay)
+        stop.wait(delay)
+        delay = min(delay * 2, conf.database.connect_retry_interval * 10.0)
+    return False
+
+
+class ConductorService:
+    """RPC server + audit thread around one ConductorManager."""
+
+    def __init__(self, conf: cfg.ConfigOpts, stop: threading.Event | None = None) -> None:
+        self.conf = conf
+        self.stop_event = stop or threading.Event()
+
+    def run(self) -> int:
+        conf = self.conf
+        if not upgrade_database(conf, self.stop_event):
+            return 0
+        manager = ConductorManager(conf)
+        target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
+        server = rpc.get_server(conf, target, [manager])
+        audit = AuditLoop(manager.audit, conf.conductor.audit_interval)
+        server.start()
+        LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
+                 conf.conductor.topic, conf.control_exchange)
+        audit.start()
+        try:
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            LOG.info("Conductor %s stopping", conf.conductor.host)
+            audit.stop()
+            try:
+                rpc.stop_server(server)
+            except Exception:  # a broken broker connection must not turn a stop into a crash
+                LOG.exception("Error while stopping the RPC server")
+            manager.engine.dispose()
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    conf = cfg.CONF
+    try:
+        parse_args(conf, argv, prog=PROG, project=PROJECT, register=register)
+    except UsageError as err:
+        return usage_exit(err)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("Received signal %d", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        return ConductorService(conf, stop).run()
+    except exception.SysinvExtException as err:
+        LOG.error("Conductor failed: %s", err)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
