@@ -229,7 +229,7 @@ class DevicePluginServer:
         except FileNotFoundError:
             pass
         except OSError as err:
-            raise api.SocketInUseError(f"{self._name}: cannot remove stale socket: {err}") from err
+            raise api.DevicePluginError(f"{self._name}: cannot remove stale socket: {err}") from err
         server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix=f"dp-{self.endpoint}"),
                              options=[("grpc.so_reuseport", 0)])
         pb_grpc.add_DevicePluginServicer_to_server(_Servicer(self._state, self._name), server)  # type: ignore[no-untyped-call]
@@ -238,7 +238,7 @@ class DevicePluginServer:
             os.chmod(path, 0o600)
         except (RuntimeError, OSError) as err:
             server.stop(0)
-            raise api.SocketInUseError(f"{self._name}: cannot listen: {err}") from err
+            raise api.DevicePluginError(f"{self._name}: cannot listen: {err}") from err
         server.start()
         self._grpc = server
         self._own_id = file_identity(path)
@@ -248,7 +248,7 @@ class DevicePluginServer:
                 pb_grpc.DevicePluginStub(channel).GetDevicePluginOptions(  # type: ignore[no-untyped-call]
                     pb.Empty(), timeout=5.0, wait_for_ready=True)
             except grpc.RpcError as err:
-                raise api.SocketInUseError(f"{self._name}: own server not reachable: {err}") from err
+                raise api.DevicePluginError(f"{self._name}: own server not reachable: {err}") from err
         LOG.info("%s: serving", self._name)
 
     def _register(self) -> None:

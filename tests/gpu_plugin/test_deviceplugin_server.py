@@ -332,6 +332,32 @@ def test_reregisters_after_kubelet_restart(kubelet: FakeKubelet, make_server, us
     assert len(kubelet.registrations) == 3
 
 
+def test_reregisters_when_only_kubelet_sock_is_recreated(kdir: Path, make_server) -> None:
+    srv = make_server()
+    with FakeKubelet(kdir) as first:
+        first.wait_for_registration(RES)
+    assert (kdir / ENDPOINT).exists()  # no wipe this time: only kubelet.sock comes and goes
+    with FakeKubelet(kdir) as second:
+        second.wait_for_registration(RES, timeout=5)
+        second.wait_for(lambda: second.allocatable(RES) == 2)
+    assert srv.registrations == 2
+
+
+def test_missing_kubelet_dir_is_retried_not_fatal(kdir: Path) -> None:
+    missing = kdir / "later"
+    srv = DevicePluginServer(NS, "widget", missing, backoff=(0.02, 0.1), poll_interval=0.02)
+    srv.update({"w0": dev()})
+    srv.start()
+    try:
+        threading.Event().wait(0.1)
+        assert "cannot listen" in str(srv.last_error)
+        missing.mkdir()
+        with FakeKubelet(missing) as kubelet:
+            kubelet.wait_for(lambda: kubelet.allocatable(RES) == 1, timeout=5)
+    finally:
+        srv.stop()
+
+
 def test_stop_removes_socket_and_ends_stream(kubelet: FakeKubelet, kdir: Path) -> None:
     srv = DevicePluginServer(NS, "widget", kdir)
     srv.update({"w0": dev()})
