@@ -119,8 +119,7 @@ def _declare_with_legacy_binding(self: Any, conn: Any) -> None:
     if (self.exchange_name == "" and self.type == "direct"
             and self.queue_name.startswith(LEGACY_REPLY_PREFIX)):
         legacy = kombu.entity.Exchange(  # type: ignore[no-untyped-call]
-            name=self.queue_name, type="direct",
-                                       durable=False, auto_delete=True)
+            name=self.queue_name, type="direct", durable=False, auto_delete=True)
         legacy(conn.channel).declare()  # type: ignore[no-untyped-call]
         self.queue.bind_to(exchange=legacy, routing_key=self.queue_name)
 
@@ -146,3 +145,10 @@ def install() -> None:
     amqpdriver.ReplyWaiter._process_reply = _process_reply_legacy_final
     impl_rabbit.Consumer.declare = _declare_with_legacy_binding
     LOG.debug("legacy sysinv AMQP RPC compatibility shims installed")
+
+
+def uninstall() -> None:
+    """Restore oslo.messaging's own behaviour (tests use it to show each shim is needed)."""
+    amqpdriver.RpcAMQPListener.message_cls = amqpdriver.AMQPIncomingMessage
+    amqpdriver.ReplyWaiter._process_reply = _ORIGINAL_PROCESS_REPLY
+    impl_rabbit.Consumer.declare = _ORIGINAL_DECLARE

@@ -1,0 +1,127 @@
+"""Helpers for tests against the real RabbitMQ broker at 127.0.0.1:5672 (guest/guest).
+
+Not a fake broker: it checks reachability, hands out unique exchange/topic names so tests do not
+see each other's messages, deletes what a test declared, and runs our services as subprocesses
+(``ServiceProcess``) with their output in a log file. Imports nothing from pytest.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import kombu
+
+HOST, PORT = "127.0.0.1", 5672
+URL = f"rabbit://guest:guest@{HOST}:{PORT}/"
+KOMBU_URL = f"amqp://guest:guest@{HOST}:{PORT}//"
+
+
+def broker_unreachable_reason(timeout: float = 1.0) -> str | None:
+    """None if an AMQP login works, else why not (for ``pytest.skip``)."""
+    try:
+        with socket.create_connection((HOST, PORT), timeout=timeout):
+            pass
+    except OSError as err:
+        return f"RabbitMQ not reachable at {HOST}:{PORT}: {err}"
+    try:
+        with kombu.Connection(KOMBU_URL, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as err:  # any login/protocol failure means: skip
+        return f"RabbitMQ at {HOST}:{PORT} refused an AMQP login as guest: {err}"
+    return None
+
+
+def wait_port(host: str = HOST, port: int = PORT, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-test-{uuid.uuid4().hex[:10]}"
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (for simulated broker outages)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def delete(queues: Iterable[str] = (), exchanges: Iterable[str] = ()) -> None:
+    """Best-effort removal of test queues/exchanges (ignores ones already gone)."""
+    with kombu.Connection(KOMBU_URL, connect_timeout=2) as conn:
+        for name in queues:
+            try:
+                conn.default_channel.queue_delete(name)
+            except Exception:
+                conn.close()
+                conn.connect()
+        for name in exchanges:
+            try:
+                conn.default_channel.exchange_delete(name)
+            except Exception:
+                conn.close()
+                conn.connect()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
+
+
+class ServiceProcess:
+    """One of our console services (``sysinv-gpu-agent``/``-conductor``) as a subprocess."""
+
+    def __init__(self, command: str, args: Sequence[str], log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        exe = Path(sys.executable).with_name(command)
+        self.argv = [str(exe), *args]
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                     env=self.env, start_new_session=True)
+        log.close()
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait; SIGKILL if it does not stop. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
