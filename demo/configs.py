@@ -75,7 +75,7 @@ def bootstrap_vars(path: Path, *, platform_conf_dir: Path, kubeconfig: Path, man
         "kubectl_cmd": kubectl,
         "kube_plugin_manifest_dir": str(manifest_dir),
         # the fake API server serves no /openapi: kubectl must not validate client-side
-        "kube_plugin_validate": False,
+        "bringup_kubemaster_kubectl_validate": False,
         "ansible_python_interpreter": python,
     }
     path.write_text(json.dumps(overrides, indent=2))
