@@ -1,0 +1,324 @@
+"""ConductorManager: payload normalization (pure), reconcile and audit.
+
+Covers: both StarlingX payload forms, missing / corrupt / changed enabled_kube_plugins, plugin
+not enabled, GPU gone -> label removed, foreign labels untouched, unknown host, malformed
+payloads (server keeps serving), API 500s on the first PATCHes, label removed by hand ->
+restored by the audit, conductor restart -> state kept. RPC goes through oslo.messaging's
+in-process fake:/ driver (client -> server endpoint); Kubernetes is the emulated HTTP API
+server of tests/fakes/kube_api.py, except the unit cases that mock kube.py at its boundary.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from oslo_config import cfg
+
+from sysinv_ext.common import exception
+from sysinv_ext.conductor import kube as kube_mod
+from sysinv_ext.conductor.manager import ConductorManager, desired_labels, normalize_payload
+from sysinv_ext.conductor.plugins import PluginsFile
+from sysinv_ext.db import api as db_api
+from tests.fakes.kube_api import FakeKubeAPI
+from tests.sysinv.conftest import GPU_PLUGINS_2019, HOST_A, HOST_B, RpcPair, make_manager
+
+# -- normalize_payload (pure) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "keys", "form"), [
+    ({"device_plugins": ["intelgpu"]}, {"intelgpu"}, "2023"),
+    ({"device_plugins": []}, set(), "2023"),
+    ({"device_plugins": ["intelgpu", "intelgpu", "example.com/qat"]}, {"intelgpu", "example.com/qat"},
+     "2023"),
+    ({"device_plugin_labels": [{"label_key": "intelgpu", "label_value": "enabled"}]}, {"intelgpu"}, "2019"),
+    ({"device_plugin_labels": []}, set(), "2019"),
+])
+def test_normalize_accepts_both_forms(kwargs: dict[str, Any], keys: set[str], form: str) -> None:
+    report = normalize_payload(" " + HOST_A + " ", **kwargs)
+    assert report.host_uuid == HOST_A.lower()
+    assert report.keys == keys
+    assert report.form == form
+
+
+@pytest.mark.parametrize(("host", "kwargs", "fragment"), [
+    (HOST_A, {}, "neither"),
+    (HOST_A, {"device_plugins": None, "device_plugin_labels": None}, "neither"),
+    (HOST_A, {"device_plugins": "intelgpu"}, "must be a list, not str"),
+    (HOST_A, {"device_plugins": [1, 2]}, "entry 1 is not a label key"),
+    (HOST_A, {"device_plugins": [""]}, "not a label key"),
+    (HOST_A, {"device_plugins": ["bad key!"]}, "not a label key"),
+    (HOST_A, {"device_plugins": {"intelgpu": "enabled"}}, "must be a list, not dict"),
+    (HOST_A, {"device_plugins": ["x"] * 65}, "at most 64"),
+    (HOST_A, {"device_plugin_labels": [{}]}, "is not {'label_key'"),
+    (HOST_A, {"device_plugin_labels": [{"label_key": "intelgpu"}]}, "is not {'label_key'"),
+    (HOST_A, {"device_plugin_labels": ["intelgpu"]}, "is not {'label_key'"),
+    (HOST_A, {"device_plugin_labels": [{"label_key": "intelgpu", "label_value": 1}]}, "is not"),
+    (HOST_A, {"device_plugin_labels": "intelgpu=enabled"}, "must be a list, not str"),
+    (HOST_A, {"device_plugins": ["intelgpu"],
+              "device_plugin_labels": [{"label_key": "intelgpu", "label_value": "enabled"}]}, "both"),
+    (None, {"device_plugins": ["intelgpu"]}, "host_uuid"),
+    ("", {"device_plugins": ["intelgpu"]}, "host_uuid"),
+    ("a b", {"device_plugins": ["intelgpu"]}, "host_uuid"),
+    (42, {"device_plugins": ["intelgpu"]}, "host_uuid"),
+])
+def test_normalize_rejects_garbage(host: Any, kwargs: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(exception.InvalidPayload) as err:
+        normalize_payload(host, **kwargs)
+    assert fragment in str(err.value)
+
+
+def test_desired_labels_only_covers_enabled_keys() -> None:
+    enabled = {"intelgpu": "enabled", "intelqat": "enabled"}
+    assert desired_labels(enabled, frozenset({"intelgpu", "foreign"})) == {
+        "intelgpu": "enabled", "intelqat": None}
+
+
+# -- unit: kube.py mocked at its boundary ---------------------------------------------------
+
+
+def _node(labels: dict[str, str], name: str = "worker-0", uuid: str = HOST_A) -> kube_mod.Node:
+    return kube_mod.Node(name=name, system_uuid=uuid.lower(), labels=labels)
+
+
+@pytest.fixture
+def mocked_manager(conductor_conf: cfg.ConfigOpts, write_plugins: Callable[[Any], Path]) -> ConductorManager:
+    write_plugins(GPU_PLUGINS_2019)
+    kube = mock.create_autospec(kube_mod.KubeClient, instance=True)
+    kube.list_nodes.return_value = [_node({"foreign": "x"})]
+    kube.patch_node_labels.side_effect = lambda name, labels: _node(
+        {"foreign": "x", **{k: v for k, v in labels.items() if v is not None}})
+    mgr = make_manager(conductor_conf)
+    mgr.kube = kube
+    return mgr
+
+
+def test_patch_body_holds_only_enabled_keys(mocked_manager: ConductorManager) -> None:
+    mocked_manager.report(HOST_A, device_plugins=["intelgpu", "foreign", "intelqat"])
+    kube = mocked_manager.kube
+    kube.patch_node_labels.assert_called_once_with("worker-0", {"intelgpu": "enabled"})  # type: ignore[attr-defined]
+    kube.list_nodes.assert_called_once_with()  # type: ignore[attr-defined]
+
+
+def test_nothing_to_patch_when_node_already_labelled(mocked_manager: ConductorManager) -> None:
+    kube = mocked_manager.kube
+    kube.list_nodes.return_value = [_node({"intelgpu": "enabled"})]  # type: ignore[attr-defined]
+    result = mocked_manager.report(HOST_A, device_plugins=["intelgpu"])
+    assert result == {"node": "worker-0", "labels": {"intelgpu": "enabled"}, "removed": []}
+    kube.patch_node_labels.assert_not_called()  # type: ignore[attr-defined]
+
+
+def test_kube_error_still_records_for_the_audit(mocked_manager: ConductorManager) -> None:
+    kube = mocked_manager.kube
+    kube.list_nodes.side_effect = exception.KubeAPIError(action="list nodes", reason="HTTP 503")  # type: ignore[attr-defined]
+    with pytest.raises(exception.KubeAPIError):
+        mocked_manager.report(HOST_A, device_plugins=["intelgpu"])
+    assert [(r.host_uuid, r.label_key) for r in db_api.label_get_all(mocked_manager.engine)] == [
+        (HOST_A.lower(), "intelgpu")]
+
+
+def test_manager_needs_conf_or_collaborators() -> None:
+    with pytest.raises(ValueError):
+        ConductorManager(None, plugins=PluginsFile("/nonexistent"))
+
+
+# -- through RPC (fake:/) and the emulated API server --------------------------------------
+
+
+@pytest.mark.parametrize("payload", [
+    {"device_plugins": ["intelgpu"]},
+    {"device_plugin_labels": [{"label_key": "intelgpu", "label_value": "enabled"}]},
+], ids=["2023", "2019"])
+def test_report_labels_node_at_once(payload: dict[str, Any], rpc_pair: RpcPair, fake_kube: FakeKubeAPI,
+                                    manager: ConductorManager, write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A, {"kubernetes.io/hostname": "worker-0"})
+    fake_kube.add_node("worker-1", HOST_B)
+    result = rpc_pair.call(host_uuid=HOST_A.lower(), **payload)  # case-insensitive match
+    assert result == {"node": "worker-0", "labels": {"intelgpu": "enabled"}, "removed": []}
+    assert fake_kube.node_labels("worker-0") == {"kubernetes.io/hostname": "worker-0", "intelgpu": "enabled"}
+    assert fake_kube.node_labels("worker-1") == {}
+    assert [(p.path, p.content_type, p.body) for p in fake_kube.patches] == [
+        ("/api/v1/nodes/worker-0", "application/merge-patch+json",
+         {"metadata": {"labels": {"intelgpu": "enabled"}}})]
+    assert [(r.host_uuid, r.label_key, r.label_value) for r in db_api.label_get_all(manager.engine)] == [
+        (HOST_A.lower(), "intelgpu", "enabled")]
+
+
+@pytest.mark.parametrize("content", [
+    ["intelgpu"], ["intel-gpu-plugin"], GPU_PLUGINS_2019,
+], ids=["2023-label-keys", "plugin-names", "2019-dict"])
+def test_every_plugins_file_form_enables_the_gpu(content: Any, manager: ConductorManager,
+                                                 fake_kube: FakeKubeAPI,
+                                                 write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(content)
+    fake_kube.add_node("worker-0", HOST_A)
+    manager.report(HOST_A, device_plugins=["intelgpu"])
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+
+
+def test_missing_plugins_file_enables_nothing(rpc_pair: RpcPair, fake_kube: FakeKubeAPI,
+                                              manager: ConductorManager) -> None:
+    fake_kube.add_node("worker-0", HOST_A, {"intelgpu": "enabled"})  # set by hand: not ours to touch
+    result = rpc_pair.call(host_uuid=HOST_A, device_plugins=["intelgpu"])
+    assert result["labels"] == {}
+    assert fake_kube.patches == []
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+    assert db_api.label_get_all(manager.engine) == []
+
+
+def test_plugin_not_enabled_is_ignored(manager: ConductorManager, fake_kube: FakeKubeAPI,
+                                       write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins({"intel-qat-plugin": "intelqat=enabled"})
+    fake_kube.add_node("worker-0", HOST_A, {"intelgpu": "enabled", "intelqat": "enabled"})
+    result = manager.report(HOST_A, device_plugins=["intelgpu"])
+    # intelqat is enabled but not reported -> removed; intelgpu is not enabled -> untouched
+    assert result == {"node": "worker-0", "labels": {}, "removed": ["intelqat"]}
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+    assert [p.body for p in fake_kube.patches] == [{"metadata": {"labels": {"intelqat": None}}}]
+
+
+def test_corrupt_plugins_file_keeps_previous_state(manager: ConductorManager, fake_kube: FakeKubeAPI,
+                                                   write_plugins: Callable[[Any], Path]) -> None:
+    fake_kube.add_node("worker-0", HOST_A)
+    write_plugins(GPU_PLUGINS_2019)
+    manager.report(HOST_A, device_plugins=["intelgpu"])
+    write_plugins('{"intel-gpu-plugin": ')  # half-written
+    manager.report(HOST_A, device_plugins=[])
+    assert fake_kube.node_labels("worker-0") == {}, "previous content still enables intelgpu"
+    write_plugins("[]")
+    manager.report(HOST_A, device_plugins=["intelgpu"])
+    assert fake_kube.node_labels("worker-0") == {}, "nothing enabled any more"
+
+
+def test_gpu_gone_removes_label_foreign_labels_untouched(rpc_pair: RpcPair, fake_kube: FakeKubeAPI,
+                                                         manager: ConductorManager,
+                                                         write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    foreign = {"kubernetes.io/hostname": "worker-0", "feature.node.kubernetes.io/x": "true",
+               "intelqat": "enabled"}
+    fake_kube.add_node("worker-0", HOST_A, foreign)
+    rpc_pair.call(host_uuid=HOST_A, device_plugins=["intelgpu", "intelqat"])
+    assert fake_kube.node_labels("worker-0") == {**foreign, "intelgpu": "enabled"}
+    result = rpc_pair.call(host_uuid=HOST_A, device_plugins=[])
+    assert result == {"node": "worker-0", "labels": {}, "removed": ["intelgpu"]}
+    assert fake_kube.node_labels("worker-0") == foreign
+    assert db_api.label_get_all(manager.engine) == []
+    for patch in fake_kube.patches:
+        assert set(patch.body["metadata"]["labels"]) == {"intelgpu"}
+
+
+def test_unknown_host_and_garbage_are_rpc_errors_server_keeps_serving(
+        rpc_pair: RpcPair, fake_kube: FakeKubeAPI, write_plugins: Callable[[Any], Path],
+        caplog: pytest.LogCaptureFixture) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A)
+    with pytest.raises(exception.HostNotFound):
+        rpc_pair.call(host_uuid=HOST_B, device_plugins=["intelgpu"])
+    for bad in ({"device_plugins": None}, {"device_plugins": "intelgpu"}, {"device_plugins": [1, 2]},
+                {"device_plugin_labels": [{"key": "intelgpu"}]}):
+        with pytest.raises(exception.InvalidPayload):
+            rpc_pair.call(host_uuid=HOST_A, **bad)
+    assert rpc_pair.call(host_uuid=HOST_A, device_plugins=["intelgpu"])["labels"] == {"intelgpu": "enabled"}
+    rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert len(rejected) == 5
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], "logged as a crash"
+
+
+def test_api_500_on_first_patches_is_retried(manager: ConductorManager, fake_kube: FakeKubeAPI,
+                                             write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A)
+    fake_kube.inject("PATCH", "/nodes/worker-0$", status=500, times=2)
+    manager.report(HOST_A, device_plugins=["intelgpu"])
+    assert len(fake_kube.patches) == 3
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+
+
+def test_api_down_longer_than_retries_audit_sets_label(manager: ConductorManager, fake_kube: FakeKubeAPI,
+                                                       write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A)
+    fake_kube.inject("PATCH", "/nodes/worker-0$", status=503, times=3)
+    with pytest.raises(exception.KubeAPIError):
+        manager.report(HOST_A, device_plugins=["intelgpu"])
+    assert fake_kube.node_labels("worker-0") == {}
+    result = manager.audit()
+    assert (result.patched, result.failed) == (1, 0)
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+
+
+def test_label_removed_by_hand_is_restored_by_audit_with_one_list(
+        manager: ConductorManager, fake_kube: FakeKubeAPI, write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    for i in range(5):
+        fake_kube.add_node(f"worker-{i}", f"{i:08d}-0000-0000-0000-000000000000")
+    hosts = [f"{i:08d}-0000-0000-0000-000000000000" for i in range(5)]
+    for host in hosts:
+        manager.report(host, device_plugins=["intelgpu"])
+    fake_kube.put_object({**fake_kube.get_node("worker-3"), "metadata": {"name": "worker-3", "labels": {}}})
+    fake_kube.clear_records()
+    result = manager.audit()
+    assert (result.nodes, result.patched, result.failed) == (5, 1, 0)
+    assert [(r.method, r.path) for r in fake_kube.requests] == [
+        ("GET", "/api/v1/nodes"), ("PATCH", "/api/v1/nodes/worker-3")]
+    assert fake_kube.node_labels("worker-3") == {"intelgpu": "enabled"}
+    fake_kube.clear_records()
+    manager.audit()
+    assert [r.method for r in fake_kube.requests] == ["GET"], "nothing left to patch"
+
+
+def test_audit_forgets_disabled_plugins_without_touching_the_node(
+        manager: ConductorManager, fake_kube: FakeKubeAPI, write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A)
+    manager.report(HOST_A, device_plugins=["intelgpu"])
+    write_plugins({"intel-qat-plugin": "intelqat=enabled"})
+    fake_kube.clear_records()
+    result = manager.audit()
+    assert result.forgotten == 1
+    assert db_api.label_get_all(manager.engine) == []
+    assert fake_kube.patches == []
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+
+
+def test_audit_applies_a_changed_enabled_value(manager: ConductorManager, fake_kube: FakeKubeAPI,
+                                               write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A)
+    manager.report(HOST_A, device_plugins=["intelgpu"])
+    write_plugins({"intel-gpu-plugin": "intelgpu=true"})
+    manager.audit()
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "true"}
+    assert db_api.label_get(manager.engine, HOST_A.lower(), "intelgpu").label_value == "true"
+
+
+def test_renamed_node_is_found_again(manager: ConductorManager, fake_kube: FakeKubeAPI,
+                                     write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A)
+    manager.report(HOST_A, device_plugins=["intelgpu"])
+    fake_kube.add_node("worker-0-new", HOST_A)
+    fake_kube.add_node("worker-0", HOST_B)  # the old name now belongs to another machine
+    assert manager.report(HOST_A, device_plugins=["intelgpu"])["node"] == "worker-0-new"
+    assert fake_kube.node_labels("worker-0-new") == {"intelgpu": "enabled"}
+
+
+def test_conductor_restart_keeps_state(conductor_conf: cfg.ConfigOpts, fake_kube: FakeKubeAPI,
+                                       write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A)
+    first = make_manager(conductor_conf)
+    first.report(HOST_A, device_plugins=["intelgpu"])
+    first.engine.dispose()
+    fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
+
+    second = make_manager(conductor_conf)  # same [database]connection (SQLite under state_path)
+    assert [r.label_key for r in db_api.label_get_all(second.engine)] == ["intelgpu"]
+    assert second.audit().patched == 1
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+    second.report(HOST_A, device_plugins=[])
+    assert fake_kube.node_labels("worker-0") == {}
+    second.engine.dispose()
