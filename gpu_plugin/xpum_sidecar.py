@@ -1,0 +1,362 @@
+"""`intel-xpumanager-sidecar`: Xe Link topology from XPU Manager's /metrics as an NFD label file.
+
+Port of cmd/xpumanager_sidecar: scrape ``http(s)://127.0.0.1:<xpum-port>/metrics``, take the
+``xpum_topology_link`` samples whose value is 1 (an Xe Link), keep those with at least
+``-lane-count`` lanes (on subdevices unless ``-allow-subdeviceless-links``), and write
+``<ns>/xe-links=0.0-1.0_...`` (split over ``xe-links2``, ``xe-links3`` … at 63 characters as
+upstream) to ``-dst-file-path`` atomically: a temporary directory under ``-tmp-dir-prefix``, then
+os.replace. Unlike upstream, a failed scrape (connection error, HTTP error status, unreadable CA,
+unparsable text) keeps the last good file instead of writing empty labels.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested
+from gpu_plugin.labeler import split_at_last_alnum
+
+LOG = logging.getLogger(__name__)
+PROG = "intel-xpumanager-sidecar"
+LABEL_MAX_LENGTH = 63
+LABEL_CONTROL_CHAR = "Z"
+XE_LINK_LABEL = "xe-links"
+TOPOLOGY_METRIC = "xpum_topology_link"
+FEATURES_DIR = "/etc/kubernetes/node-feature-discovery/features.d/"
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class ScrapeError(Exception):
+    """The metrics could not be fetched."""
+
+
+# --- Prometheus text format (0.0.4), as strict as expfmt.TextParser where it matters --------------
+
+class MetricsParseError(ValueError):
+    """The body is not Prometheus text exposition format."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+@dataclass(frozen=True)
+class Metrics:
+    samples: tuple[Sample, ...]
+    types: dict[str, str]
+
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL = re.compile(r"[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*\"")
+_FLOAT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.I)
+_TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+def _parse_labels(line: str, pos: int, lineno: int) -> tuple[tuple[tuple[str, str], ...], int]:
+    """Labels from just after ``{``; returns them and the position after ``}``."""
+    labels: list[tuple[str, str]] = []
+    while True:
+        rest = line[pos:].lstrip(" \t")
+        if rest.startswith("}"):
+            return tuple(labels), len(line) - len(rest) + 1
+        m = _LABEL.match(line, pos)
+        if not m:
+            raise MetricsParseError(f"line {lineno}: invalid label at {line[pos:pos + 20]!r}")
+        name, pos, value = m.group(1), m.end(), []
+        while True:
+            if pos >= len(line):
+                raise MetricsParseError(f"line {lineno}: unterminated label value")
+            ch = line[pos]
+            if ch == '"':
+                break
+            if ch == "\\":
+                esc = line[pos + 1:pos + 2]
+                if esc not in _ESCAPES:
+                    raise MetricsParseError(f"line {lineno}: invalid escape \\{esc}")
+                value.append(_ESCAPES[esc])
+                pos += 2
+            else:
+                value.append(ch)
+                pos += 1
+        if any(n == name for n, _ in labels):
+            raise MetricsParseError(f"line {lineno}: duplicate label {name}")
+        labels.append((name, "".join(value)))
+        rest = line[pos + 1:].lstrip(" \t")
+        pos = len(line) - len(rest)
+        if rest.startswith(","):
+            pos += 1
+        elif not rest.startswith("}"):
+            raise MetricsParseError(f"line {lineno}: expected ',' or '}}' after label {name}")
+
+
+def parse_metrics(text: str) -> Metrics:
+    """Samples and declared types; raises MetricsParseError on the first malformed line."""
+    samples: list[Sample] = []
+    types: dict[str, str] = {}
+    seen: set[str] = set()
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw.lstrip(" \t")
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            words = line[1:].split(None, 3)
+            if len(words) >= 1 and words[0] in ("HELP", "TYPE"):
+                if len(words) < 2 or not _NAME.fullmatch(words[1]):
+                    raise MetricsParseError(f"line {lineno}: invalid metric name in {words[0]} line")
+                if words[0] == "TYPE":
+                    if len(words) != 3 or words[2] not in _TYPES:
+                        raise MetricsParseError(f"line {lineno}: invalid TYPE line")
+                    if words[1] in types or words[1] in seen:
+                        raise MetricsParseError(f"line {lineno}: second TYPE line for {words[1]}")
+                    types[words[1]] = words[2]
+            continue
+        m = _NAME.match(line)
+        if not m:
+            raise MetricsParseError(f"line {lineno}: invalid metric name")
+        name, pos = m.group(0), m.end()
+        labels: tuple[tuple[str, str], ...] = ()
+        if line[pos:].lstrip(" \t").startswith("{"):
+            labels, pos = _parse_labels(line, line.index("{", pos) + 1, lineno)
+        fields = line[pos:].split()
+        if not 1 <= len(fields) <= 2 or not _FLOAT.fullmatch(fields[0]) or (
+                len(fields) == 2 and not re.fullmatch(r"-?[0-9]+", fields[1])):
+            raise MetricsParseError(f"line {lineno}: invalid value or timestamp for {name}")
+        seen.add(name)
+        samples.append(Sample(name, labels, float(fields[0])))
+    return Metrics(tuple(samples), types)
+
+
+@dataclass(frozen=True)
+class Link:
+    """One topology matrix cell (upstream's xpuManagerTopologyMatrixCell)."""
+
+    local_device: int
+    local_subdevice: int
+    remote_device: int
+    remote_subdevice: int
+    lanes: int
+
+    def key(self) -> str:
+        """``0.0-1.0`` with the lower device ID first."""
+        a = f"{self.local_device}.{self.local_subdevice}"
+        b = f"{self.remote_device}.{self.remote_subdevice}"
+        return f"{a}-{b}" if self.local_device < self.remote_device else f"{b}-{a}"
+
+
+def _link_from_labels(labels: Sequence[tuple[str, str]], allow_subdeviceless: bool) -> Link | None:
+    """upstream's processMetricsLabels; None for an entry that is not a usable link."""
+    values = {"local_device_id": -1, "local_subdevice_id": -1, "remote_device_id": -1,
+              "remote_subdevice_id": -1, "lane_count": -1}
+    for name, value in labels:
+        if not allow_subdeviceless and name == "local_on_subdevice" and value != "true":
+            return None  # Xe Links are always on subdevices
+        if not _INT_RE.fullmatch(value):
+            continue
+        key = "lane_count" if name == "lan_count" else name  # XPUM has spelled it both ways
+        if key in values:
+            values[key] = int(value)
+    if min(values.values()) < 0:
+        return None
+    return Link(values["local_device_id"], values["local_subdevice_id"], values["remote_device_id"],
+                values["remote_subdevice_id"], values["lane_count"])
+
+
+def topology_from_metrics(text: str, allow_subdeviceless: bool = False) -> list[Link]:
+    """upstream's GetTopologyFromXPUMMetrics; raises MetricsParseError on text that is not Prometheus."""
+    metrics = parse_metrics(text)
+    links = []
+    for sample in metrics.samples:
+        if sample.name != TOPOLOGY_METRIC:
+            continue
+        if metrics.types.get(TOPOLOGY_METRIC, "untyped") not in ("gauge", "untyped"):
+            LOG.warning("unsupported %s metric type %s", TOPOLOGY_METRIC, metrics.types[TOPOLOGY_METRIC])
+            continue
+        if sample.value != 1:
+            continue
+        link = _link_from_labels(sample.labels, allow_subdeviceless)
+        if link is not None:
+            links.append(link)
+    return links
+
+
+def create_labels(links: Sequence[Link], lane_count: int, namespace: str) -> list[str]:
+    """upstream's createLabels: ``<ns>/xe-links=…`` (+ ``xe-links2``… when longer than 63)."""
+    seen: dict[str, int] = {}
+    for link in links:
+        if link.lanes < lane_count:
+            continue
+        key = link.key()
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 2:
+            LOG.warning("duplicate links found for: %s (lane count: %d)", key, link.lanes)
+    chunks = split_at_last_alnum("_".join(seen), LABEL_MAX_LENGTH, LABEL_CONTROL_CHAR)
+    return [f"{namespace}/{XE_LINK_LABEL}{'' if i == 1 else i}={chunk}" for i, chunk in enumerate(chunks, 1)]
+
+
+def fetch_metrics(url: str, cafile: str = "", timeout: float = 5.0) -> str:
+    """GET ``url`` (https verified against ``cafile`` when given); raises ScrapeError."""
+    try:
+        context = ssl.create_default_context(cafile=cafile) if cafile else None
+        if context is not None:
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+            if response.status != 200:
+                raise ScrapeError(f"{url}: HTTP {response.status}")
+            body: bytes = response.read()
+    except (OSError, ssl.SSLError, ValueError) as err:  # URLError and HTTPError are OSErrors
+        raise ScrapeError(f"{url}: {err}") from err
+    return body.decode("utf-8", errors="replace")
+
+
+def read_labels(path: str) -> list[str] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def write_labels(labels: Sequence[str], dst: str, tmp_dir_prefix: str) -> None:
+    """Write in a fresh directory under ``tmp_dir_prefix`` (NFD skips directories), then os.replace."""
+    tmp_dir = tempfile.mkdtemp(prefix="xpumsidecar", dir=tmp_dir_prefix)
+    try:
+        tmp = os.path.join(tmp_dir, "xpum-sidecar-labels.txt")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(label + "\n" for label in labels))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Config:
+    url: str
+    dst_file_path: str
+    tmp_dir_prefix: str
+    cert: str = ""
+    lane_count: int = 4
+    label_namespace: str = "gpu.intel.com"
+    allow_subdeviceless_links: bool = False
+    interval: float = 10.0
+    startup_delay: float = 10.0
+
+
+class Sidecar:
+    """Scrape, compute, write when changed; the last good file stays when a step fails."""
+
+    def __init__(self, config: Config, fetch: Callable[[], str] | None = None) -> None:
+        self.config = config
+        self._fetch = fetch or (lambda: fetch_metrics(config.url, config.cert))
+
+    def iterate(self) -> bool:
+        """One round; True when the file now holds this round's labels."""
+        c = self.config
+        try:
+            links = topology_from_metrics(self._fetch(), c.allow_subdeviceless_links)
+        except (ScrapeError, MetricsParseError) as err:
+            LOG.warning("keeping the previous labels: %s", err)
+            return False
+        labels = create_labels(links, c.lane_count, c.label_namespace)
+        if read_labels(c.dst_file_path) == labels:
+            LOG.debug("labels have not changed")
+            return True
+        try:
+            write_labels(labels, c.dst_file_path, c.tmp_dir_prefix)
+        except OSError as err:
+            LOG.error("failed to write %s: %s", c.dst_file_path, err)
+            return False
+        LOG.info("wrote %s: %s", c.dst_file_path, " ".join(labels) or "(no labels)")
+        return True
+
+    def run(self, stop: threading.Event) -> None:
+        """Iterate every ``interval`` after ``startup_delay`` until ``stop``; then remove the file."""
+        if not stop.wait(self.config.startup_delay):
+            while True:
+                self.iterate()
+                if stop.wait(self.config.interval):
+                    break
+        try:
+            os.unlink(self.config.dst_file_path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            LOG.error("failed to clean up the label file: %s", err)
+
+
+def _flagset() -> FlagSet:
+    fs = FlagSet(PROG)
+    fs.int("interval", 10, "interval for topology fetching and label writing (seconds, >= 1)")
+    fs.int("startup-delay", 10, "startup delay for first topology fetching and label writing (seconds, >= 0)")
+    fs.int("xpum-port", 29999, "xpumanager port number")
+    fs.string("tmp-dir-prefix", FEATURES_DIR, "where the temporary dir of the in-flight label file is made")
+    fs.string("dst-file-path", FEATURES_DIR + "xpum-sidecar-labels.txt", "label file destination")
+    fs.int("lane-count", 4, "minimum lane count for xelink")
+    fs.string("label-namespace", "gpu.intel.com", "namespace for the labels")
+    fs.bool("allow-subdeviceless-links", False, "allow xelinks not tied to subdevices (=1 tile GPUs)")
+    fs.string("cert", "", "Use HTTPS and verify server's endpoint")
+    fs.int("v", 0, "log verbosity")
+    return fs
+
+
+def parse_config(argv: Sequence[str]) -> tuple[Config, int]:
+    """Flags to a Config and the verbosity; raises FlagError/HelpRequested."""
+    flags = _flagset().parse(argv)
+    if flags.args:
+        raise FlagError(f"unexpected argument: {flags.args[0]}")
+    for name, low in (("interval", 1), ("startup-delay", 0), ("lane-count", 0), ("xpum-port", 1)):
+        if flags[name] < low:
+            raise FlagError(f'invalid value "{flags[name]}" for flag -{name}: must be >= {low}', name)
+    if flags["xpum-port"] > 65535:
+        raise FlagError(f'invalid value "{flags["xpum-port"]}" for flag -xpum-port: not a port', "xpum-port")
+    if not _DNS_SUBDOMAIN.match(flags["label-namespace"]) or len(flags["label-namespace"]) > 253:
+        raise FlagError(f'invalid value "{flags["label-namespace"]}" for flag -label-namespace: '
+                        "not a DNS subdomain", "label-namespace")
+    scheme = "https" if flags["cert"] else "http"
+    return Config(url=f"{scheme}://127.0.0.1:{flags['xpum-port']}/metrics", cert=flags["cert"],
+                  dst_file_path=flags["dst-file-path"], tmp_dir_prefix=flags["tmp-dir-prefix"],
+                  lane_count=flags["lane-count"], label_namespace=flags["label-namespace"],
+                  allow_subdeviceless_links=flags["allow-subdeviceless-links"],
+                  interval=float(flags["interval"]), startup_delay=float(flags["startup-delay"])), flags["v"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config, verbosity = parse_config(sys.argv[1:] if argv is None else argv)
+    except HelpRequested:
+        sys.stderr.write(_flagset().usage())
+        return 0
+    except FlagError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.DEBUG if verbosity >= 4 else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    LOG.info("scraping %s every %.0f s into %s", config.url, config.interval, config.dst_file_path)
+    Sidecar(config).run(stop)
+    LOG.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
