@@ -1,0 +1,1 @@
+"""sysinv GPU agent: detects Intel GPUs from sysfs and reports them to the conductor over RPC."""

@@ -1,0 +1,122 @@
+"""Agent manager: rescans sysfs and reports the host's device plugins to the conductor.
+
+Reports at start and whenever the detected set changes, including an empty set when the GPU is
+gone (StarlingX never sent one, so its labels stuck). A failed report is retried with capped
+exponential backoff until it succeeds; nothing here ever exits the process. Configuration and
+the ConductorAPI are passed in; the conductor is reached only through ``rpcapi``.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import oslo_messaging as messaging
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from sysinv_ext.agent import pci
+from sysinv_ext.common import context as rpc_context
+from sysinv_ext.common import exception
+from sysinv_ext.conductor.rpcapi import HostUUID
+
+LOG = logging.getLogger(__name__)
+
+BACKOFF_START = 1.0
+
+
+class Reporter(Protocol):
+    """What the manager needs from ``rpcapi.ConductorAPI``."""
+
+    def device_plugin_labels_update_by_ihost(self, context: Any, host_uuid: HostUUID,
+                                             labels: Mapping[str, str]) -> Any: ...
+
+
+class AgentManager:
+    """Owns the detect -> report loop; :meth:`run` blocks until :meth:`stop`."""
+
+    def __init__(self, conf: cfg.ConfigOpts, conductor_api: Reporter, *,
+                 detect: Callable[[str], dict[str, str]] = pci.detect_device_plugins) -> None:
+        self._conf = conf
+        self._api = conductor_api
+        self._detect = detect
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._reported: dict[str, str] | None = None  # None: nothing reported successfully yet
+        self._backoff = 0.0
+        self.reports_sent = 0
+
+    @property
+    def reported(self) -> dict[str, str] | None:
+        """The set the conductor last acknowledged (None before the first success)."""
+        return None if self._reported is None else dict(self._reported)
+
+    def wake(self) -> None:
+        """Rescan now (udev events call this from their own thread)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def host_uuid(self) -> HostUUID | None:
+        configured = self._conf.agent.host_uuid
+        if configured:
+            return HostUUID(configured.strip())
+        found = pci.read_host_uuid(self._conf.agent.sysfs_root)
+        return HostUUID(found) if found else None
+
+    def run_once(self) -> float:
+        """Scan, report if needed; return the seconds to wait before the next pass."""
+        interval = float(self._conf.agent.report_interval)
+        host_uuid = self.host_uuid()
+        if host_uuid is None:
+            LOG.warning("No host UUID: set [agent]host_uuid or make %s/class/dmi/id/product_uuid "
+                        "readable; retrying", self._conf.agent.sysfs_root)
+            return self._fail_delay()
+        labels = self._detect(self._conf.agent.sysfs_root)
+        if labels == self._reported:
+            return interval
+        if self._report(host_uuid, labels):
+            self._reported = labels
+            self._backoff = 0.0
+            return interval
+        return self._fail_delay()
+
+    def _fail_delay(self) -> float:
+        cap = float(self._conf.agent.retry_backoff_max)
+        self._backoff = min(cap, self._backoff * 2 if self._backoff else BACKOFF_START)
+        return self._backoff
+
+    def _report(self, host_uuid: HostUUID, labels: dict[str, str]) -> bool:
+        topic = self._conf.agent.conductor_topic
+        try:
+            self._api.device_plugin_labels_update_by_ihost(
+                rpc_context.get_admin_context(), host_uuid, labels)
+        except (messaging.MessagingTimeout, messaging.MessageDeliveryFailure) as err:
+            LOG.warning("Conductor on topic %s unreachable reporting host %s: %s",
+                        topic, host_uuid, err)
+        except messaging.RemoteError as err:
+            LOG.error("Conductor on topic %s failed the report of host %s: %s %s",
+                      topic, host_uuid, err.exc_type, err.value)
+        except (messaging.MessagingException, exception.SysinvExtException) as err:
+            LOG.error("Report of host %s to topic %s failed: %s", host_uuid, topic, err)
+        else:
+            self.reports_sent += 1
+            LOG.info("Reported device plugins %s of host %s to topic %s",
+                     sorted(labels) or "(none)", host_uuid, topic)
+            return True
+        return False
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`; an unexpected error is logged and the loop goes on."""
+        LOG.info("Agent scanning %s every %ss", self._conf.agent.sysfs_root,
+                 self._conf.agent.report_interval)
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                delay = self.run_once()
+            except Exception:  # the service must outlive any single bad pass
+                LOG.exception("Agent pass failed; retrying")
+                delay = self._fail_delay()
+            self._wake.wait(delay)

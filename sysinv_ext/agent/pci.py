@@ -1,0 +1,101 @@
+"""Intel GPU detection from sysfs, as pure functions over a configurable sysfs root.
+
+Reads ``<sysfs_root>/bus/pci/devices/*`` (vendor, class, the ``driver`` link; PFs and SR-IOV
+VFs alike) and turns the GPUs found into the device plugin labels a host supports. Knows
+nothing of RPC, udev or the conductor. Unlike sysinv (``lspci`` text class "VGA" and i915 only)
+it accepts display controllers (class 0x0380) and the ``xe`` driver.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+INTEL_VENDOR_ID = 0x8086
+# PCI base class 0x03 (display): 0x00 VGA compatible controller, 0x80 display controller.
+GPU_CLASSES = frozenset({0x0300, 0x0380})
+GPU_DRIVERS = frozenset({"i915", "xe"})
+# StarlingX constants.K8S_INTEL_GPU_DEVICE_PLUGIN, and the value its conductor labels nodes with.
+INTEL_GPU_LABEL_KEY = "intelgpu"
+INTEL_GPU_LABEL_VALUE = "enabled"
+
+
+@dataclass(frozen=True)
+class PciGpu:
+    """One Intel GPU PCI function bound to a GPU driver."""
+
+    address: str
+    device_id: int
+    pci_class: int
+    driver: str
+    is_vf: bool
+
+
+def _read_hex(path: Path) -> int:
+    return int(path.read_text().strip(), 16)
+
+
+def read_pci_gpu(device_dir: Path) -> PciGpu | None:
+    """The GPU at ``device_dir``, or None if it is not a supported Intel GPU.
+
+    :raises OSError, ValueError: unreadable or malformed sysfs attributes
+    """
+    if _read_hex(device_dir / "vendor") != INTEL_VENDOR_ID:
+        return None
+    pci_class = _read_hex(device_dir / "class")
+    if pci_class >> 8 not in GPU_CLASSES:
+        return None
+    driver_link = device_dir / "driver"
+    if not driver_link.is_symlink():
+        return None
+    driver = os.path.basename(os.readlink(driver_link))
+    if driver not in GPU_DRIVERS:
+        return None
+    device_file = device_dir / "device"
+    device_id = _read_hex(device_file) if device_file.exists() else 0
+    return PciGpu(address=device_dir.name, device_id=device_id, pci_class=pci_class,
+                  driver=driver, is_vf=(device_dir / "physfn").is_symlink())
+
+
+def scan_gpus(sysfs_root: str | os.PathLike[str]) -> list[PciGpu]:
+    """All supported Intel GPUs under ``sysfs_root``; a bad entry is logged and skipped."""
+    devices = Path(sysfs_root) / "bus" / "pci" / "devices"
+    try:
+        entries = sorted(devices.iterdir())
+    except OSError as err:
+        LOG.warning("Cannot list PCI devices in %s: %s", devices, err)
+        return []
+    gpus = []
+    for entry in entries:
+        try:
+            gpu = read_pci_gpu(entry)
+        except (OSError, ValueError) as err:
+            LOG.warning("Skipping PCI device %s: %s", entry, err)
+            continue
+        if gpu is not None:
+            gpus.append(gpu)
+    return gpus
+
+
+def supported_device_plugins(gpus: list[PciGpu]) -> dict[str, str]:
+    """Device plugin labels (key -> value) for the GPUs found; empty when there are none."""
+    return {INTEL_GPU_LABEL_KEY: INTEL_GPU_LABEL_VALUE} if gpus else {}
+
+
+def detect_device_plugins(sysfs_root: str | os.PathLike[str]) -> dict[str, str]:
+    return supported_device_plugins(scan_gpus(sysfs_root))
+
+
+def read_host_uuid(sysfs_root: str | os.PathLike[str]) -> str | None:
+    """``<sysfs_root>/class/dmi/id/product_uuid`` (root-only on most hosts), or None."""
+    path = Path(sysfs_root) / "class" / "dmi" / "id" / "product_uuid"
+    try:
+        value = path.read_text().strip()
+    except OSError as err:
+        LOG.warning("Cannot read host UUID from %s: %s", path, err)
+        return None
+    return value or None

@@ -1,0 +1,100 @@
+"""``sysinv-gpu-agent --config-file FILE``: the agent service (threads, no eventlet).
+
+Parses config and sets up oslo.log (shared ``parse_args``), builds the RPC transport and
+ConductorAPI, starts udev events where available, and runs the detect/report loop in a worker
+thread. SIGTERM or SIGINT stop it; only the main thread decides the exit code.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Sequence
+from types import FrameType
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from sysinv_ext.cmd import UsageError, parse_args, usage_exit
+from sysinv_ext.conf import agent as agent_conf
+
+# oslo.messaging 18 imports oslo.service/futurist, which import eventlet (never used here: no
+# monkey patching); eventlet then prints a deprecation Warning on stderr. Silence only that, and
+# import oslo.messaging users late (below) so the filter is in place first.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+LOG = logging.getLogger(__name__)
+PROG = "sysinv-gpu-agent"
+PROJECT = "sysinv-gpu"
+STOP_GRACE = 5.0
+
+
+def register(conf: cfg.ConfigOpts) -> None:
+    from sysinv_ext.common import rpc
+
+    agent_conf.register_opts(conf)
+    rpc.register_opts(conf)
+
+
+class AgentService:
+    """Transport + ConductorAPI + udev watcher around one AgentManager."""
+
+    def __init__(self, conf: cfg.ConfigOpts, stop: threading.Event | None = None) -> None:
+        self.conf = conf
+        self.stop_event = stop or threading.Event()
+
+    def run(self) -> int:
+        from sysinv_ext.agent.manager import AgentManager
+        from sysinv_ext.agent.udev import UdevWatcher
+        from sysinv_ext.common import rpc
+        from sysinv_ext.conductor.rpcapi import ConductorAPI
+
+        conf = self.conf
+        transport = rpc.get_transport(conf)
+        api = ConductorAPI(transport, conf.agent.conductor_topic, timeout=conf.agent.rpc_timeout,
+                           retry=conf.agent.rpc_retry, payload_format=conf.agent.payload_format)
+        manager = AgentManager(conf, api)
+        watcher = UdevWatcher(manager.wake)
+        if conf.agent.udev_events:
+            watcher.start()
+        worker = threading.Thread(target=manager.run, name="agent-loop", daemon=True)
+        worker.start()
+        LOG.info("Agent reporting to topic %s on exchange %s (payload format %s)",
+                 conf.agent.conductor_topic, conf.control_exchange, conf.agent.payload_format)
+        try:
+            while not self.stop_event.wait(1.0):
+                if not worker.is_alive():  # run() never returns on its own; be safe anyway
+                    LOG.error("Agent loop ended unexpectedly; restarting it")
+                    worker = threading.Thread(target=manager.run, name="agent-loop", daemon=True)
+                    worker.start()
+        finally:
+            LOG.info("Agent stopping")
+            manager.stop()
+            watcher.stop()
+            worker.join(STOP_GRACE)
+            if worker.is_alive():
+                LOG.warning("Report still in flight after %.0f s; exiting anyway", STOP_GRACE)
+            transport.cleanup()
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    conf = cfg.CONF
+    try:
+        parse_args(conf, argv, prog=PROG, project=PROJECT, register=register)
+    except UsageError as err:
+        return usage_exit(err)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("Received signal %d", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    return AgentService(conf, stop).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
