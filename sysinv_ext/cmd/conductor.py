@@ -19,6 +19,7 @@ from oslo_log import log as logging
 
 from sysinv_ext.cmd import UsageError, parse_args, usage_exit
 from sysinv_ext.common import exception, rpc
+from sysinv_ext.conductor import kube
 from sysinv_ext.conductor.audit import AuditLoop
 from sysinv_ext.conductor.manager import ConductorManager
 from sysinv_ext.conf import register_conductor_opts
@@ -68,6 +69,7 @@ class ConductorService:
         conf = self.conf
         if not upgrade_database(conf, self.stop_event):
             return 0
+        kube.warm_up()
         manager = ConductorManager(conf)
         target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
         server = rpc.get_server(conf, target, [manager])

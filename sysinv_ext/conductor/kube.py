@@ -51,6 +51,12 @@ class Node:
                    labels=MappingProxyType({str(k): str(v) for k, v in labels.items()}))
 
 
+def warm_up() -> None:
+    """Import the client's CoreV1Api now (seconds of pydantic model building) rather than
+    inside the first RPC; no network access."""
+    _ = k8s_client.CoreV1Api
+
+
 def index_by_system_uuid(nodes: Iterable[Node]) -> dict[str, Node]:
     """systemUUID (lower case) -> node; nodes without a systemUUID are left out."""
     return {node.system_uuid: node for node in nodes if node.system_uuid}
