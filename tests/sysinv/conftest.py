@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,32 @@ def tcp_reachable(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """URL of the PostgreSQL server at 127.0.0.1:5432 (trust auth); skips when unreachable."""
+    if not tcp_reachable("127.0.0.1", 5432):
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    return "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A throwaway PostgreSQL database for one test, dropped afterwards."""
+    import psycopg2  # only the PostgreSQL tests need the driver
+
+    name = f"sysinv_ext_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
 
 
 @pytest.fixture
