@@ -20,14 +20,15 @@ from types import FrameType
 from gpu_plugin import scan as gpuscan
 from gpu_plugin.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
-from gpu_plugin.health import DEFAULT_TEMP_LIMIT, TempLimits
-from gpu_plugin.plugin import PluginConfig
+
+# gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast.
 
 PROG = "intel-gpu-plugin"
 LOG = logging.getLogger("gpu_plugin")
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+DEFAULT_TEMP_LIMIT = 100  # upstream's defaultTempLimit (°C)
 
 #: klog's flags (upstream registers them all); accepted, only -v has an effect here.
 _KLOG_BOOLS = ("logtostderr", "alsologtostderr", "add_dir_header", "skip_headers", "skip_log_headers",
@@ -72,11 +73,19 @@ def flagset() -> FlagSet:
 
 @dataclass(frozen=True)
 class Options:
-    """Checked flags: the plugin config plus what main() needs besides."""
+    """Checked flags, ready for :func:`gpu_plugin.plugin.build_manager`."""
 
-    config: PluginConfig
+    sysfs_root: str
+    devfs_root: str
+    kubelet_dir: str
+    cdi_dir: str
+    scan: gpuscan.ScanOptions
+    allocation_policy: str
+    scan_interval: float
+    wsl: bool
+    levelzero_socket: str
     health_management: bool
-    temp_limits: TempLimits
+    temp_limits: tuple[int, int, int]  #: global, gpu, memory (°C)
     verbosity: int
 
 
@@ -161,14 +170,11 @@ def parse(argv: Sequence[str]) -> Options:
         shared_dev_num=v["shared-dev-num"], enable_monitoring=v["enable-monitoring"],
         monitoring_mode=v["monitoring-mode"], bypath=v["bypath"],
         allow_ids=gpuscan.parse_pci_ids(v["allow-ids"]), deny_ids=gpuscan.parse_pci_ids(v["deny-ids"]))
-    config = PluginConfig(
+    return Options(
         sysfs_root=sysfs_root, devfs_root=devfs_root, kubelet_dir=v["kubelet-dir"], cdi_dir=v["cdi-dir"],
         scan=scan_options, allocation_policy=v["allocation-policy"], scan_interval=v["scan-interval"],
-        wsl=v["wsl"], levelzero_socket=v["levelzero-socket"])
-    return Options(config=config, health_management=v["health-management"],
-                   temp_limits=TempLimits(global_=v["temp-limit"], gpu=v["gpu-temp-limit"],
-                                          memory=v["memory-temp-limit"]),
-                   verbosity=v["v"])
+        wsl=v["wsl"], levelzero_socket=v["levelzero-socket"], health_management=v["health-management"],
+        temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"])
 
 
 def setup_logging(verbosity: int) -> None:
@@ -189,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     setup_logging(options.verbosity)
     from gpu_plugin.deviceplugin.api import ScannerError
-    from gpu_plugin.health import LevelZeroHealth
-    from gpu_plugin.plugin import build_manager
+    from gpu_plugin.health import LevelZeroHealth, TempLimits
+    from gpu_plugin.plugin import PluginConfig, build_manager
 
     stop = threading.Event()
 
@@ -200,13 +206,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    config = options.config
+    config = PluginConfig(
+        sysfs_root=options.sysfs_root, devfs_root=options.devfs_root, kubelet_dir=options.kubelet_dir,
+        cdi_dir=options.cdi_dir, scan=options.scan, allocation_policy=options.allocation_policy,
+        scan_interval=options.scan_interval, wsl=options.wsl, levelzero_socket=options.levelzero_socket)
     LOG.info("GPU device plugin started with %s preferred allocation policy (sysfs %s, devfs %s)",
              config.allocation_policy, config.sysfs_root, config.devfs_root)
     health = None
     if options.health_management:
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
-        health = LevelZeroHealth(config.levelzero_socket, options.temp_limits)
+        glob, gpu, memory = options.temp_limits
+        health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=memory))
     manager, _ = build_manager(config, health)
     try:
         manager.run(stop)

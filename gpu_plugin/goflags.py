@@ -42,6 +42,8 @@ def parse_go_bool(text: str) -> bool:
 
 def parse_go_int(text: str) -> int:
     """``strconv.ParseInt(s, 0, 64)``: optional sign, 0x/0o/0b prefixes, legacy leading-0 octal."""
+    if text != text.strip():
+        raise ValueError("invalid syntax")
     sign, digits = ("", text)
     if text[:1] in ("+", "-"):
         sign, digits = text[0], text[1:]
