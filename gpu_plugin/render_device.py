@@ -110,7 +110,8 @@ def _group_name(gid: int) -> str:
 
 def _user() -> str:
     """Like ``id``: ``uid=0(root) gid=0(root) groups=0(root)``."""
-    groups = ",".join(_group_name(g) for g in os.getgroups())
+    gids = [os.getegid()] + [g for g in os.getgroups() if g != os.getegid()]
+    groups = ",".join(_group_name(g) for g in gids)
     return f"uid={_user_name(os.geteuid())} gid={_group_name(os.getegid())} groups={groups}"
 
 

@@ -230,12 +230,12 @@ class LevelZeroSource:
         self._devices: dict[str, ctypes.c_void_p] | None = None
 
     @classmethod
-    def load(cls, wsl: bool = False) -> LevelZeroSource | None:
+    def load(cls, wsl: bool = False, path: str = LOADER) -> LevelZeroSource | None:
         """The loader if it loads and initializes (zeInit in WSL, else zesInit), else None."""
         try:
-            lib = ctypes.CDLL(LOADER)
+            lib = ctypes.CDLL(path)
         except OSError as err:
-            LOG.info("Level Zero loader %s not available: %s", LOADER, err)
+            LOG.info("Level Zero loader %s not available: %s", path, err)
             return None
         init = lib.zeInit if wsl else lib.zesInit
         result = init(ctypes.c_uint32(0))

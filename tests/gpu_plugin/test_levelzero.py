@@ -1,11 +1,14 @@
 """The Level-Zero health sidecar over real gRPC on a unix socket, reading a fake sysfs tree.
 
-Emulated: the kernel's sysfs (tests/fakes/sysfs.py, plus hwmon/AER/RAS files written here). There is
-no Level Zero loader on this machine, so the loader path is covered only by "falls back to sysfs".
+Emulated: the kernel's sysfs (tests/fakes/sysfs.py, plus hwmon/AER/RAS files written here) and the
+Level Zero loader: FAKE_LOADER_C below is compiled with gcc into a libze_loader.so.1 with two fixed
+devices (no real loader or GPU here); its struct layouts are checked against our ctypes structures.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -18,11 +21,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gpu_plugin.levelzero import ZE_ERROR_NOT_AVAILABLE, ZE_ERROR_UNKNOWN, describe
+from gpu_plugin.levelzero import ZE_ERROR_NOT_AVAILABLE, ZE_ERROR_UNKNOWN, Health, describe, sources
 from gpu_plugin.levelzero._api import levelzero_pb2 as pb
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as pb_grpc
 from gpu_plugin.levelzero.server import SocketInUseError, serve
-from gpu_plugin.levelzero.sources import SysfsSource, aer_total
+from gpu_plugin.levelzero.sources import LevelZeroSource, SysfsSource, aer_total
 from tests.fakes.sysfs import FakeSysfs
 
 BDF = "0000:03:00.0"
@@ -216,3 +219,160 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], flag: str) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1 and flag in proc.stderr, proc.stderr
+
+
+# --- the Level Zero loader path, against a compiled fake loader -----------------------------------
+
+FAKE_LOADER_C = r"""
+/* Emulated Level Zero loader for tests: two devices with fixed readings.
+ * Struct layouts follow zes_api.h / ze_api.h v1.x (only the fields read by the sidecar). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stddef.h>
+
+typedef uint8_t ze_bool_t;
+typedef struct { uint32_t domain, bus, device, function; } zes_pci_address_t;
+typedef struct { int32_t gen, width; int64_t maxBandwidth; } zes_pci_speed_t;
+typedef struct { int stype; void *pNext; zes_pci_address_t address; zes_pci_speed_t maxSpeed;
+                 ze_bool_t haveBandwidthCounters, havePacketCounters, haveReplayCounters;
+} zes_pci_properties_t;
+typedef struct { int stype; const void *pNext; int status; uint32_t qualityIssues, stabilityIssues;
+                 zes_pci_speed_t speed; } zes_pci_state_t;
+typedef struct { int stype; const void *pNext; int health; uint64_t free, size; } zes_mem_state_t;
+typedef struct { int stype; void *pNext; int type; ze_bool_t onSubdevice; uint32_t subdeviceId;
+                 double maxTemperature; ze_bool_t isCriticalTempSupported, isThreshold1Supported,
+                 isThreshold2Supported; } zes_temp_properties_t;
+typedef struct { int stype; void *pNext; int type; uint32_t vendorId; uint32_t deviceId;
+} ze_device_properties_head_t;
+
+struct mem { int health; uint64_t size; };
+struct temp { int type; double value; };
+struct dev { zes_pci_address_t addr; uint32_t vendor; uint32_t quality; int nmem; struct mem mem[2];
+             int ntemp; struct temp temp[3]; };
+static struct dev devs[2] = {
+  { {0, 0x03, 0, 0}, 0x8086, 0, 2, {{1, 4ull << 30}, {1, 4ull << 30}}, 3, {{0, 50.5}, {1, 45.0}, {2, 60.0}} },
+  { {0, 0x0a, 0, 1}, 0x1002, 2, 1, {{3, 1ull << 30}}, 1, {{0, 70.0}} },
+};
+static int driver;
+
+static int listing(uint32_t *count, void **out, void **items, uint32_t n) {
+  if (!out) { *count = n; return 0; }
+  for (uint32_t i = 0; i < n && i < *count; i++) out[i] = items[i];
+  return 0;
+}
+int zesInit(uint32_t flags) { (void)flags; return getenv("FAKE_ZE_FAIL") ? 0x78000001 : 0; }
+int zeInit(uint32_t flags) { (void)flags; return 0; }
+int zesDriverGet(uint32_t *count, void **out) { void *d[1] = {&driver}; return listing(count, out, d, 1); }
+int zeDriverGet(uint32_t *count, void **out) { return zesDriverGet(count, out); }
+int zesDeviceGet(void *drv, uint32_t *count, void **out) {
+  void *d[2] = {&devs[0], &devs[1]}; (void)drv; return listing(count, out, d, 2); }
+int zeDeviceGet(void *drv, uint32_t *count, void **out) { return zesDeviceGet(drv, count, out); }
+int zesDevicePciGetProperties(struct dev *d, zes_pci_properties_t *p) { p->address = d->addr; return 0; }
+int zeDeviceGetProperties(struct dev *d, ze_device_properties_head_t *p) {
+  if (p->stype != 3) return 0x78000004;
+  p->vendorId = d->vendor;
+  return 0;
+}
+int zesDevicePciGetState(struct dev *d, zes_pci_state_t *s) { s->qualityIssues = d->quality; return 0; }
+int zesDeviceEnumMemoryModules(struct dev *d, uint32_t *count, void **out) {
+  void *m[2] = {&d->mem[0], &d->mem[1]}; return listing(count, out, m, d->nmem); }
+int zesMemoryGetState(struct mem *m, zes_mem_state_t *s) {
+  s->health = m->health; s->size = m->size; s->free = 0; return 0; }
+int zesDeviceEnumTemperatureSensors(struct dev *d, uint32_t *count, void **out) {
+  void *t[3] = {&d->temp[0], &d->temp[1], &d->temp[2]}; return listing(count, out, t, d->ntemp); }
+int zesTemperatureGetProperties(struct temp *t, zes_temp_properties_t *p) { p->type = t->type; return 0; }
+int zesTemperatureGetState(struct temp *t, double *v) { *v = t->value; return 0; }
+/* layouts for the test to compare with the ctypes structures */
+const uint64_t fake_layout[] = {
+  sizeof(zes_pci_properties_t), offsetof(zes_pci_properties_t, address),
+  offsetof(zes_pci_properties_t, haveReplayCounters),
+  sizeof(zes_pci_state_t), offsetof(zes_pci_state_t, qualityIssues), offsetof(zes_pci_state_t, speed),
+  sizeof(zes_mem_state_t), offsetof(zes_mem_state_t, health), offsetof(zes_mem_state_t, size),
+  sizeof(zes_temp_properties_t), offsetof(zes_temp_properties_t, type),
+  offsetof(zes_temp_properties_t, subdeviceId),
+  offsetof(zes_temp_properties_t, maxTemperature), offsetof(ze_device_properties_head_t, vendorId),
+};
+"""
+
+
+@pytest.fixture(scope="module")
+def fake_loader(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to build the fake Level Zero loader")
+    d = tmp_path_factory.mktemp("ze")
+    (d / "fake_ze.c").write_text(FAKE_LOADER_C)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(d / "libze_loader.so.1"), str(d / "fake_ze.c")],
+                   check=True, capture_output=True, timeout=60)
+    return str(d)
+
+
+def test_ctypes_layouts_match_c(fake_loader: str) -> None:
+    lib = ctypes.CDLL(os.path.join(fake_loader, "libze_loader.so.1"))
+    layout = list((ctypes.c_uint64 * 14).in_dll(lib, "fake_layout"))
+    ours = [ctypes.sizeof(sources._PciProperties), sources._PciProperties.address.offset,
+            sources._PciProperties.haveReplayCounters.offset,
+            ctypes.sizeof(sources._PciState), sources._PciState.qualityIssues.offset,
+            sources._PciState.speed.offset,
+            ctypes.sizeof(sources._MemState), sources._MemState.health.offset, sources._MemState.size.offset,
+            ctypes.sizeof(sources._TempProperties), sources._TempProperties.type.offset,
+            sources._TempProperties.subdeviceId.offset, sources._TempProperties.maxTemperature.offset,
+            5 * ctypes.sizeof(ctypes.c_uint32)]  # LevelZeroSource.indices reads vendorId as props[5]
+    assert ours == layout
+
+
+def test_loader_source_over_grpc(fake_loader: str, tmp_path: Path) -> None:
+    source = LevelZeroSource.load(path=os.path.join(fake_loader, "libze_loader.so.1"))
+    assert source is not None
+    assert source.health("0000:99:00.0") == Health(error=ZE_ERROR_UNKNOWN)
+    sock = str(tmp_path / "ze.sock")
+    server = serve(source, sock)
+    try:
+        with grpc.insecure_channel("unix:" + sock) as ch:
+            lz = pb_grpc.LevelzeroStub(ch)
+            good, bad = pb.DeviceId(bdfAddress="0000:03:00.0"), pb.DeviceId(bdfAddress="0000:0a:00.1")
+            h = lz.GetDeviceHealth(good, timeout=5)
+            assert (h.memory_ok, h.bus_ok, h.soc_ok, h.error.errorcode) == (True, True, True, 0)
+            h = lz.GetDeviceHealth(bad, timeout=5)  # critical memory module, PCIe link speed degraded
+            assert (h.memory_ok, h.bus_ok, h.soc_ok) == (False, False, True)
+            t = lz.GetDeviceTemperature(good, timeout=5)
+            assert (getattr(t, "global"), t.gpu, t.memory, t.error.errorcode) == (50.5, 45.0, 60.0, 0)
+            t = lz.GetDeviceTemperature(bad, timeout=5)
+            assert (getattr(t, "global"), t.gpu, t.error.errorcode) == (70.0, -999.0, ZE_ERROR_NOT_AVAILABLE)
+            assert list(lz.GetIntelIndices(pb.GetIntelIndicesMessage(), timeout=5).indices) == [0]
+            assert lz.GetDeviceMemoryAmount(good, timeout=5).memory_size == 8 << 30
+    finally:
+        server.stop(None).wait()
+
+
+@pytest.mark.parametrize("fail,expected", [(False, "levelzero"), (True, "sysfs")],
+                         ids=["loader", "init-fails"])
+def test_cli_prefers_the_loader(fake_loader: str, fs: FakeSysfs, tmp_path: Path, fail: bool,
+                                expected: str) -> None:
+    sock = str(tmp_path / "cli.sock")
+    env = {**os.environ, "LD_LIBRARY_PATH": fake_loader}
+    if fail:
+        env["FAKE_ZE_FAIL"] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "gpu_plugin.levelzero.server", "-socket", sock,
+                             "-sysfs-root", fs.sysfs_root], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _wait_for(sock, proc)
+        with grpc.insecure_channel("unix:" + sock) as ch:
+            t = pb_grpc.LevelzeroStub(ch).GetDeviceTemperature(pb.DeviceId(bdfAddress=BDF), timeout=5)
+        assert t.gpu == (45.0 if expected == "levelzero" else 55.0)  # BDF 0000:03:00.0 is in both
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert f"from the {expected} source" in err
+    if fail:
+        assert "zesInit failed: 0x78000001" in err
+
+
+def test_forced_loader_missing_is_exit_1(fs: FakeSysfs, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "gpu_plugin.levelzero.server", "-socket",
+                           str(tmp_path / "x.sock"), "-source", "levelzero", "-sysfs-root", fs.sysfs_root],
+                          capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "LD_LIBRARY_PATH": ""})
+    assert proc.returncode == 1
+    assert "libze_loader.so.1 is not usable" in proc.stderr
