@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import cast
 
 from gpu_plugin.deviceplugin import api
 
@@ -127,12 +129,11 @@ class DeviceState:
             return self._version, self._snapshot
 
     # -- Allocate / GetPreferredAllocation ----------------------------------------------------
-    def _lookup(self, device_ids: Sequence[str], *, healthy: bool) -> list[api.DeviceInfo]:
-        with self._cond:
-            devices = self._devices
+    def _lookup(self, devices: Mapping[api.DeviceID, api.DeviceInfo], device_ids: Sequence[str], *,
+                healthy: bool) -> list[api.DeviceInfo]:
         infos = []
         for dev_id in device_ids:
-            info = devices.get(api.DeviceID(dev_id))
+            info = devices.get(cast(api.DeviceID, dev_id))
             if info is None:
                 raise api.UnknownDeviceError(self.resource, dev_id)
             if healthy and info.health is not api.Health.HEALTHY:
@@ -144,23 +145,29 @@ class DeviceState:
         """One container request: refuse unknown/unhealthy IDs, then allocator or default merge."""
         if not device_ids:
             raise api.AllocationError(f"{self.resource}: allocation request without device IDs")
-        infos = self._lookup(device_ids, healthy=True)
+        with self._cond:
+            devices = self._devices  # replaced, never mutated, by update(): safe to read unlocked
+        infos = self._lookup(devices, device_ids, healthy=True)
         if self._allocator is not None:
-            ids = [api.DeviceID(d) for d in device_ids]
-            result = self._allocator.allocate(self.resource, ids, self.devices())
+            ids = cast(list[api.DeviceID], list(device_ids))
+            result = self._allocator.allocate(self.resource, ids, MappingProxyType(devices))
             if result is not None:
                 return result
         return merge_allocation(infos)
 
     def preferred(self, available: Sequence[str], must_include: Sequence[str], size: int) -> list[str]:
         """One container's preferred IDs: the plugin's policy, else must-include then first available."""
-        self._lookup(list(available) + list(must_include), healthy=False)
+        with self._cond:
+            devices = self._devices
+        for dev_id in (*available, *must_include):
+            if dev_id not in devices:
+                raise api.UnknownDeviceError(self.resource, dev_id)
         if size < 0:
             raise api.AllocationError(f"{self.resource}: negative allocation size {size}")
         if self._preferred_allocator is not None:
             return list(self._preferred_allocator.preferred_allocation(
-                self.resource, [api.DeviceID(d) for d in available],
-                [api.DeviceID(d) for d in must_include], size))
+                self.resource, cast(list[api.DeviceID], list(available)),
+                cast(list[api.DeviceID], list(must_include)), size))
         chosen = list(dict.fromkeys([*must_include, *available]))
         if size > len(chosen):
             raise api.AllocationError(f"{self.resource}: {size} devices requested, "

@@ -1,0 +1,196 @@
+"""``python -m benchmarks plugin``: figures of the GPU device plugin against the emulated kubelet.
+
+Scan time over a fake sysfs (tests/fakes/sysfs.py), then real ``python -m gpu_plugin`` processes
+serving real gRPC on unix sockets to the fake kubelet (tests/fakes/kubelet.py): Allocate and
+GetPreferredAllocation latency, hotplug → ListAndWatch update with periodic rescans only (no udev
+here), re-registration after a kubelet restart, and idle RSS / CPU read from /proc.
+Emulated: sysfs/devfs (plain files), kubelet (the fake); everything else is the real plugin.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from benchmarks.common import Result, median, percentile
+from gpu_plugin import scan as gpuscan
+from tests.fakes.kubelet import FakeKubelet
+from tests.fakes.sysfs import FakeSysfs
+
+SUITE = "plugin"
+I915 = "gpu.intel.com/i915"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fake_node(root: Path, pfs: int, vfs: int) -> FakeSysfs:
+    """``pfs`` i915 cards on their own PCI buses, each with ``vfs`` SR-IOV VFs (0 = plain cards)."""
+    fake = FakeSysfs(root)
+    for k in range(pfs):
+        fake.add_gpu(f"0000:{0x10 + k:02x}:00.0", card=k * 64, render=128 + k * 64, vfs=vfs, numa=k % 2)
+    return fake
+
+
+def _clock(fn: Callable[[], object], rounds: int) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+def bench_scan(tmp: Path) -> list[Result]:
+    fake = _fake_node(tmp / "scan", 16, 63)
+    tree = gpuscan.scan(fake.sysfs_root, fake.devfs_root)
+    count = sum(len(d) for d in tree.values())
+    if count != 16 * 63:
+        raise RuntimeError(f"fake tree advertises {count} devices, expected {16 * 63}")
+    samples = _clock(lambda: gpuscan.scan(fake.sysfs_root, fake.devfs_root), 7)
+    return [Result(SUITE, "full scan, 16 PFs x 63 VFs (1,008 devices), median", median(samples), "ms", 150)]
+
+
+class PluginProcess:
+    """``python -m gpu_plugin`` on a fake node, registered with its own fake kubelet."""
+
+    def __init__(self, tmp: Path, name: str, fake: FakeSysfs, *flags: str) -> None:
+        self.kubelet_dir = Path(tempfile.mkdtemp(prefix=f"k{name}-", dir="/tmp"))  # short socket paths
+        self.kubelet = FakeKubelet(self.kubelet_dir).start()
+        self.log = open(tmp / f"{name}.log", "w")  # noqa: SIM115 - closed in stop()
+        cmd = [sys.executable, "-m", "gpu_plugin", "-sysfs-root", fake.sysfs_root, "-devfs-root",
+               fake.devfs_root, "-kubelet-dir", str(self.kubelet_dir), "-cdi-dir", str(tmp / f"{name}-cdi"),
+               *flags]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+    def wait_advertised(self, count: int, timeout: float = 30.0) -> None:
+        try:
+            self.kubelet.wait_for(
+                lambda: self.proc.poll() is not None or self.kubelet.allocatable(I915) == count,
+                timeout, f"{count} devices advertised")
+        finally:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"plugin exited with {self.proc.returncode}; see {self.log.name}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.kubelet.stop()
+        self.log.close()
+        shutil.rmtree(self.kubelet_dir, ignore_errors=True)
+
+
+@contextmanager
+def plugin(tmp: Path, name: str, fake: FakeSysfs, *flags: str) -> Iterator[PluginProcess]:
+    proc = PluginProcess(tmp, name, fake, *flags)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def bench_allocate(tmp: Path) -> list[Result]:
+    fake = _fake_node(tmp / "alloc", 16, 63)
+    ids = [f"card{k * 64 + i}-0" for k in range(16) for i in range(1, 64)]
+    with plugin(tmp, "alloc", fake, "-scan-interval", "60") as proc:
+        proc.wait_advertised(len(ids))
+        with proc.kubelet.client(I915) as client:
+            for dev in ids[:50]:
+                client.allocate([dev])  # warm-up (first Allocate of a device also writes its CDI spec)
+            samples: list[float] = []
+            for n in range(2000):
+                t0 = time.perf_counter()
+                client.allocate([ids[n % 50]])
+                samples.append((time.perf_counter() - t0) * 1000)
+        rss_big = _rss_mb(proc.proc.pid)
+    return [
+        Result(SUITE, "Allocate over unix socket, 2,000 calls, p50", percentile(samples, 50), "ms", 1),
+        Result(SUITE, "Allocate over unix socket, 2,000 calls, p99", percentile(samples, 99), "ms", 3),
+        Result(SUITE, "RSS with 1,008 devices advertised", rss_big, "MB"),
+    ]
+
+
+def bench_preferred(tmp: Path) -> list[Result]:
+    fake = _fake_node(tmp / "pref", 64, 0)
+    ids = [f"card{k * 64}-{i}" for k in range(64) for i in range(8)]
+    with plugin(tmp, "pref", fake, "-scan-interval", "60", "-shared-dev-num", "8",
+                "-allocation-policy", "balanced") as proc:
+        proc.wait_advertised(len(ids))
+        with proc.kubelet.client(I915) as client:
+            got = client.preferred(ids, [], 8)
+            if len({d.split("-")[0] for d in got}) != 8:
+                raise RuntimeError(f"balanced policy did not spread: {got}")
+            samples = _clock(lambda: client.preferred(ids, [], 8), 500)
+    return [Result(SUITE, "GetPreferredAllocation, 512 IDs (64 cards x 8), balanced, p50",
+                   percentile(samples, 50), "ms", 2)]
+
+
+def bench_hotplug(tmp: Path) -> list[Result]:
+    fake = _fake_node(tmp / "hot", 1, 0)
+    samples = []
+    with plugin(tmp, "hot", fake, "-scan-interval", "0.5") as proc:
+        proc.wait_advertised(1)
+        for n in range(1, 5):
+            t0 = time.perf_counter()
+            fake.add_gpu(f"0000:{0x40 + n:02x}:00.0", card=64 * n, render=128 + 64 * n)
+            proc.kubelet.wait_for(lambda n=n: proc.kubelet.allocatable(I915) == n + 1, 10, "hotplugged GPU")
+            samples.append((time.perf_counter() - t0) * 1000)
+    return [Result(SUITE, "hotplug -> ListAndWatch update, rescan 0.5 s (no udev), median",
+                   median(samples), "ms")]
+
+
+def bench_idle_and_restart(tmp: Path) -> list[Result]:
+    fake = _fake_node(tmp / "idle", 2, 0)
+    with plugin(tmp, "idle", fake) as proc:  # default flags: -scan-interval 5
+        proc.wait_advertised(2)
+        time.sleep(1.0)
+        pid = proc.proc.pid
+        cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+        time.sleep(5.0)
+        cpu_pct = (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
+        rss = _rss_mb(pid)
+        samples = []
+        for _ in range(20):
+            t0 = time.monotonic()
+            proc.kubelet.restart()
+            reg = proc.kubelet.wait_for_registration(I915, timeout=10)
+            samples.append((reg.received_at - t0) * 1000)
+            proc.kubelet.wait_for(lambda: proc.kubelet.allocatable(I915) == 2, 10, "devices re-advertised")
+    return [
+        Result(SUITE, "idle RSS, plugin process with 2 GPUs", rss, "MB", 45),
+        Result(SUITE, "idle CPU over 5 s (one rescan included)", cpu_pct, "%"),
+        Result(SUITE, "kubelet restart -> re-registered, p50 of 20", percentile(samples, 50), "ms", 100),
+        Result(SUITE, "kubelet restart -> re-registered, p99 of 20", percentile(samples, 99), "ms"),
+    ]
+
+
+def run() -> list[Result]:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-plugin-"))
+    try:
+        results: list[Result] = []
+        for bench in (bench_scan, bench_allocate, bench_preferred, bench_hotplug, bench_idle_and_restart):
+            results += bench(tmp)
+        return results
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
