@@ -1,0 +1,99 @@
+"""sysinv_ext.agent.pci: Intel GPU detection on a fake sysfs tree (tests/fakes/sysfs.py).
+
+Covers vendor/class/driver filtering (VGA 0x0300 and display 0x0380; i915 and xe), PFs with
+VFs, bad entries skipped with a log line, the label set and the host UUID file.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from sysinv_ext.agent import pci
+from tests.fakes.sysfs import FakeSysfs, vf_bdf
+
+
+@pytest.fixture
+def sysfs(tmp_path: Path) -> FakeSysfs:
+    return FakeSysfs(tmp_path)
+
+
+@pytest.mark.parametrize(("vendor", "pci_class", "driver", "detected"), [
+    ("0x8086", "0x030000", "i915", True),   # VGA compatible controller (what StarlingX saw)
+    ("0x8086", "0x038000", "i915", True),   # display controller (Flex/Max): StarlingX missed it
+    ("0x8086", "0x030000", "xe", True),     # xe driver: StarlingX missed it
+    ("0x8086", "0x038000", "xe", True),
+    ("0x10de", "0x030000", "i915", False),  # not Intel
+    ("0x8086", "0x020000", "i915", False),  # Intel NIC class
+    ("0x8086", "0x030200", "i915", False),  # 3D controller subclass 0x02: not in the contract
+    ("0x8086", "0x030000", "vfio-pci", False),  # passed through to a VM
+    ("0x8086", "0x030000", None, False),    # no driver bound
+])
+def test_filter(sysfs: FakeSysfs, vendor: str, pci_class: str, driver: str | None,
+                detected: bool) -> None:
+    sysfs.add_gpu("0000:03:00.0", vendor=vendor, pci_class=pci_class, driver=driver)
+    gpus = pci.scan_gpus(sysfs.sysfs_root)
+    assert [g.address for g in gpus] == (["0000:03:00.0"] if detected else [])
+    assert pci.detect_device_plugins(sysfs.sysfs_root) == (
+        {"intelgpu": "enabled"} if detected else {})
+
+
+def test_pf_and_vfs(sysfs: FakeSysfs) -> None:
+    sysfs.add_gpu("0000:03:00.0", device_id="0x56c0", vfs=2)
+    gpus = {g.address: g for g in pci.scan_gpus(sysfs.sysfs_root)}
+    assert set(gpus) == {"0000:03:00.0", vf_bdf("0000:03:00.0", 1), vf_bdf("0000:03:00.0", 2)}
+    assert not gpus["0000:03:00.0"].is_vf
+    assert gpus[vf_bdf("0000:03:00.0", 1)].is_vf
+    assert gpus["0000:03:00.0"].device_id == 0x56C0 and gpus["0000:03:00.0"].driver == "i915"
+
+
+def test_vfs_alone_still_enable_the_plugin(sysfs: FakeSysfs) -> None:
+    """A host that only sees VFs (PF on another driver) still supports the plugin."""
+    sysfs.add_gpu("0000:03:00.0", vfs=1, driver="i915")
+    pf = sysfs.pci_dir("0000:03:00.0")
+    (pf / "driver").unlink()
+    gpus = pci.scan_gpus(sysfs.sysfs_root)
+    assert [g.is_vf for g in gpus] == [True]
+    assert pci.supported_device_plugins(gpus) == {"intelgpu": "enabled"}
+
+
+@pytest.mark.parametrize(("relpath", "text"), [
+    ("devices/pci0000:00/0000:04:00.0/vendor", "garbage"),
+    ("devices/pci0000:00/0000:04:00.0/class", ""),
+])
+def test_bad_entry_skipped_with_log(sysfs: FakeSysfs, caplog: pytest.LogCaptureFixture,
+                                    relpath: str, text: str) -> None:
+    sysfs.add_gpu("0000:03:00.0", card=0)
+    sysfs.add_gpu("0000:04:00.0", card=1, render=129)
+    sysfs.write(relpath, text)
+    with caplog.at_level(logging.WARNING):
+        gpus = pci.scan_gpus(sysfs.sysfs_root)
+    assert [g.address for g in gpus] == ["0000:03:00.0"]
+    assert "0000:04:00.0" in caplog.text and "Skipping" in caplog.text
+
+
+def test_missing_class_file_skipped(sysfs: FakeSysfs) -> None:
+    sysfs.add_gpu("0000:03:00.0", pci_class=None)
+    assert pci.scan_gpus(sysfs.sysfs_root) == []
+
+
+def test_removed_gpu_gives_empty_set(sysfs: FakeSysfs) -> None:
+    sysfs.add_gpu("0000:03:00.0", vfs=1)
+    assert pci.detect_device_plugins(sysfs.sysfs_root) == {"intelgpu": "enabled"}
+    sysfs.remove_gpu("0000:03:00.0")
+    assert pci.detect_device_plugins(sysfs.sysfs_root) == {}
+
+
+def test_missing_sysfs_root(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert pci.scan_gpus(tmp_path / "nope") == []
+    assert "Cannot list PCI devices" in caplog.text
+
+
+def test_host_uuid(sysfs: FakeSysfs) -> None:
+    assert pci.read_host_uuid(sysfs.sysfs_root) is None
+    sysfs.set_product_uuid("4C4C4544-0042-3510-8052-B4C04F4E4B32")
+    assert pci.read_host_uuid(sysfs.sysfs_root) == "4C4C4544-0042-3510-8052-B4C04F4E4B32"
+    sysfs.set_product_uuid("")
+    assert pci.read_host_uuid(sysfs.sysfs_root) is None
