@@ -43,7 +43,10 @@ class LevelZeroHealth:
         self.socket_path = socket_path
         self.limits = limits
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(f"unix://{socket_path}")
+        # Short reconnect backoff: after a sidecar restart, answers resume within one scan period.
+        self._channel = grpc.insecure_channel(f"unix://{socket_path}", options=[
+            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2000)])
         self._stub = lz_grpc.LevelzeroStub(self._channel)  # type: ignore[no-untyped-call]
         self._lock = threading.Lock()
         self._statuses: dict[str, Health] = {}
