@@ -196,7 +196,7 @@ class DevicePluginServer:
         if self._thread is not None:
             self._thread.join(timeout)
         self._state.close()
-        self._shutdown_grpc()
+        self._shutdown_grpc(grace=0.2)  # let in-flight Allocate calls finish
         if self._watcher is not None:
             self._watcher.close()
         LOG.info("%s: stopped", self._name)
@@ -210,10 +210,10 @@ class DevicePluginServer:
         return self._state.devices()
 
     # -- serving --------------------------------------------------------------------------------
-    def _shutdown_grpc(self) -> None:
+    def _shutdown_grpc(self, grace: float = 0.0) -> None:
         # grpc unlinks the socket path on stop: wait so it cannot remove a newer socket later.
         if self._grpc is not None:
-            self._grpc.stop(0.2).wait(5.0)
+            self._grpc.stop(grace).wait(5.0)
             self._grpc = None
         self._registered.clear()
 
