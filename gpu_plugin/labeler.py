@@ -11,6 +11,8 @@ import glob
 import logging
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 
 LOG = logging.getLogger(__name__)
@@ -289,3 +291,19 @@ def create_labels(drm_dir: str, env: Mapping[str, str] | None = None,
 def format_labels(labels: Mapping[str, str]) -> str:
     """``key=value`` lines in sorted key order (upstream prints in Go map order)."""
     return "".join(f"{key}={labels[key]}\n" for key in sorted(labels))
+
+
+def write_labels_file(labels: Mapping[str, str], path: str) -> None:
+    """``atomicPrintLabelsToFile``: write in a temporary directory beside ``path`` (NFD ignores
+    directories in features.d), then os.replace; for the plugin's NFD feature file."""
+    tmp_dir = tempfile.mkdtemp(prefix="labels", dir=os.path.dirname(path) or ".")
+    try:
+        tmp = os.path.join(tmp_dir, "labels.txt")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(format_labels(labels))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -223,3 +223,12 @@ def test_pci_path_parts() -> None:
     assert labeler.pci_path_parts(2, path) == "pci0000:00/0000:00:01.0"
     assert labeler.pci_path_parts(9, path) == ""
     assert labeler.pci_path_parts(1, "card0") == ""
+
+
+def test_write_labels_file_is_atomic(tmp_path: Path) -> None:
+    dst = tmp_path / "intel-gpu-resources.txt"
+    dst.write_text("old=1\n")
+    inode = dst.stat().st_ino
+    labeler.write_labels_file({NS + "tiles": "2", NS + "cards": "card0"}, str(dst))
+    assert dst.read_text() == "gpu.intel.com/cards=card0\ngpu.intel.com/tiles=2\n"
+    assert dst.stat().st_ino != inode and os.listdir(tmp_path) == [dst.name]
