@@ -29,6 +29,7 @@ from gpu_plugin.deviceplugin.watch import ANY, Backoff, DirWatcher, file_identit
 LOG = logging.getLogger(__name__)
 
 KUBELET_SOCKET = "kubelet.sock"
+MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 _CODES = {api.UnknownDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
           api.UnhealthyDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
           api.AllocationError: grpc.StatusCode.INVALID_ARGUMENT}
@@ -220,6 +221,9 @@ class DevicePluginServer:
     def _serve(self) -> None:
         self._shutdown_grpc()
         path = os.fspath(self.socket_path)
+        if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+            raise api.DevicePluginError(f"{self._name}: socket path longer than {MAX_SOCKET_PATH} bytes "
+                                        "(unix socket limit); use a shorter kubelet dir")
         if socket_is_live(path):
             raise api.SocketInUseError(f"{self._name}: socket is already in use by a live server "
                                        "(another plugin instance?)")

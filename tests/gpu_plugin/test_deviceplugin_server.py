@@ -358,6 +358,21 @@ def test_missing_kubelet_dir_is_retried_not_fatal(kdir: Path) -> None:
         srv.stop()
 
 
+def test_too_long_socket_path_is_a_clear_error(kdir: Path) -> None:
+    deep = kdir / ("d" * 100)
+    deep.mkdir()
+    srv = DevicePluginServer(NS, "widget", deep, backoff=(0.02, 0.1))
+    srv.start()
+    try:
+        for _ in range(100):
+            if srv.last_error is not None:
+                break
+            threading.Event().wait(0.02)
+        assert "longer than 107 bytes" in str(srv.last_error)
+    finally:
+        srv.stop()
+
+
 def test_stop_removes_socket_and_ends_stream(kubelet: FakeKubelet, kdir: Path) -> None:
     srv = DevicePluginServer(NS, "widget", kdir)
     srv.update({"w0": dev()})
