@@ -33,18 +33,16 @@ LOG = logging.getLogger(__name__)
 SUPPORTED_SERIES = "18.3."
 LEGACY_REPLY_PREFIX = "reply_"
 
-# Parameter names of the internals we subclass or wrap, as in oslo.messaging 18.3.1.
-_EXPECTED_SIGNATURES: dict[str, tuple[Callable[..., Any], list[str]]] = {
-    "AMQPIncomingMessage.__init__": (
-        amqpdriver.AMQPIncomingMessage.__init__,
-        ["self", "listener", "ctxt", "message", "unique_id", "msg_id", "reply_q",
-         "client_timeout", "obsolete_reply_queues", "message_operations_handler"]),
-    "AMQPIncomingMessage._send_reply": (
-        amqpdriver.AMQPIncomingMessage._send_reply, ["self", "conn", "reply", "failure", "ending"]),
-    "ReplyWaiter._process_reply": (amqpdriver.ReplyWaiter._process_reply, ["self", "data"]),
-    "Consumer.declare": (impl_rabbit.Consumer.declare, ["self", "conn"]),
-    "Connection.declare_direct_consumer": (
-        impl_rabbit.Connection.declare_direct_consumer, ["self", "topic", "callback"]),
+# Parameter names of the internals we subclass or wrap, as in oslo.messaging 18.3.1; looked up
+# when check() runs (our own wrappers are unwrapped first).
+_EXPECTED_SIGNATURES: dict[tuple[Any, str, str], list[str]] = {
+    (amqpdriver, "AMQPIncomingMessage", "__init__"): [
+        "self", "listener", "ctxt", "message", "unique_id", "msg_id", "reply_q",
+        "client_timeout", "obsolete_reply_queues", "message_operations_handler"],
+    (amqpdriver, "AMQPIncomingMessage", "_send_reply"): ["self", "conn", "reply", "failure", "ending"],
+    (amqpdriver, "ReplyWaiter", "_process_reply"): ["self", "data"],
+    (impl_rabbit, "Consumer", "declare"): ["self", "conn"],
+    (impl_rabbit, "Connection", "declare_direct_consumer"): ["self", "topic", "callback"],
 }
 
 
@@ -63,10 +61,14 @@ def check() -> None:
     version = importlib.metadata.version("oslo.messaging")
     if not version.startswith(SUPPORTED_SERIES):
         raise _fail(f"found {version}")
-    for name, (func, params) in _EXPECTED_SIGNATURES.items():
-        got = list(inspect.signature(_original(func)).parameters)
+    for (module, cls_name, attr), params in _EXPECTED_SIGNATURES.items():
+        name = f"{module.__name__}.{cls_name}.{attr}"
+        func = getattr(getattr(module, cls_name, None), attr, None)
+        if func is None:
+            raise _fail(f"{name} is gone")
+        got = list(inspect.signature(_original(func), follow_wrapped=False).parameters)
         if got != params:
-            raise _fail(f"{name}{tuple(params)} changed to ({', '.join(got)})")
+            raise _fail(f"{name}({', '.join(params)}) changed to ({', '.join(got)})")
     if not issubclass(amqpdriver.RpcAMQPListener.message_cls, amqpdriver.AMQPIncomingMessage):
         raise _fail(f"RpcAMQPListener.message_cls is {amqpdriver.RpcAMQPListener.message_cls!r}")
     probe = impl_rabbit.Consumer(exchange_name="", queue_name="reply_probe", routing_key="",
