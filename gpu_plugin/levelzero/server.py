@@ -29,6 +29,7 @@ from gpu_plugin.levelzero.sources import Source, open_source
 LOG = logging.getLogger(__name__)
 PROG = "intel-gpu-levelzero"
 SOCKET_MODE = 0o660
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the NUL
 SOURCES = ("auto", "levelzero", "sysfs")
 
 T = TypeVar("T")
@@ -105,8 +106,11 @@ def serve(source: Source, socket_path: str, max_workers: int = 4) -> grpc.Server
     pb_grpc.add_LevelzeroServicer_to_server(LevelzeroServicer(source), server)  # type: ignore[no-untyped-call]
     old_umask = os.umask(0o117)
     try:
-        if server.add_insecure_port("unix:" + socket_path) == 0:
-            raise OSError(f"cannot listen on {socket_path}")
+        try:
+            if server.add_insecure_port("unix:" + socket_path) == 0:
+                raise OSError(f"cannot listen on {socket_path}")
+        except RuntimeError as err:  # grpcio raises this when the bind fails
+            raise OSError(f"cannot listen on {socket_path}: {err}") from err
         server.start()
     finally:
         os.umask(old_umask)
@@ -133,6 +137,8 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
                             f'{", ".join(SOURCES)}', "source")
         if not os.path.isdir(flags["sysfs-root"]):
             raise FlagError(f"-sysfs-root {flags['sysfs-root']}: no such directory", "sysfs-root")
+        if len(os.fsencode(flags["socket"])) > MAX_SOCKET_PATH:
+            raise FlagError(f"-socket path is longer than {MAX_SOCKET_PATH} bytes", "socket")
         if flags.args:
             raise FlagError(f"unexpected argument: {flags.args[0]}")
     except HelpRequested:

@@ -213,7 +213,8 @@ def test_cli_falls_back_to_sysfs_and_stops_on_sigterm(fs: FakeSysfs, tmp_path: P
     (["-wsl=maybe"], "-wsl"),
     (["-source", "gpu"], "-source"),
     (["-sysfs-root", "/nonexistent/sys"], "-sysfs-root"),
-], ids=["missing-value", "unknown", "bad-bool", "bad-source", "missing-root"])
+    (["-socket", "/tmp/" + "s" * 120], "-socket"),
+], ids=["missing-value", "unknown", "bad-bool", "bad-source", "missing-root", "socket-too-long"])
 def test_bad_flags_exit_2_with_one_line(args: list[str], flag: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "gpu_plugin.levelzero.server", *args],
                           capture_output=True, text=True, timeout=30)
