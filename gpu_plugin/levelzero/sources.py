@@ -6,8 +6,9 @@ zes.c; struct layouts from zes_api.h v1.x) and is used only when the loader load
 
 * temperatures: ``<pci dev>/hwmon/hwmon*/temp*_input`` (millidegrees C). global = hottest sensor;
   memory = hottest sensor labelled ``vram*``/``mem*``/``hbm*``/``mctrl``; gpu = hottest labelled
-  ``gt*``/``gpu*``, else ``pkg``/``package``. A kind with no sensor reads -999.0 with error
-  NOT_AVAILABLE; no sensor at all reads -999.0 without error (as the loader reports zero sensors).
+  ``gt*``/``gpu*``, else ``pkg``/``package``. A kind with no sensor reads -999.0 (which no limit
+  can exceed) without an in-band error, so clients that drop a whole answer carrying an error
+  still see the other readings; the same holds for the loader source (upstream sets NOT_AVAILABLE).
 * bus_ok = false when PCIe AER counts an uncorrectable error: ``aer_dev_fatal`` TOTAL_ERR_FATAL or
   ``aer_dev_nonfatal`` TOTAL_ERR_NONFATAL > 0, or the i915 counter ``soc_fatal_iosf_pciaer`` > 0.
 * memory_ok = false when an i915 RAS counter (``<card>/gt/gt*/error_counter/``, ``device/tile*/gt*/
@@ -146,10 +147,9 @@ class SysfsSource:
         gpu = hottest(_GPU_LABEL)
         gpu = gpu if gpu is not None else hottest(_PKG_LABEL)
         memory = hottest(_MEMORY_LABEL)
-        error = ZE_SUCCESS if gpu is not None and memory is not None else ZE_ERROR_NOT_AVAILABLE
         return Temperatures(global_=max(t for _, t in sensors),
                             gpu=TEMP_ERROR if gpu is None else gpu,
-                            memory=TEMP_ERROR if memory is None else memory, error=error)
+                            memory=TEMP_ERROR if memory is None else memory)
 
     def indices(self) -> Indices:
         return Indices(indices=tuple(range(len(self._cards()))))
@@ -290,22 +290,23 @@ class LevelZeroSource:
             dev = self._device(bdf)
         except _ZeError as err:
             return Health(error=err.code)
-        memory_ok, bus_ok, error = True, True, ZE_SUCCESS
+        memory_ok, bus_ok, errors = True, True, []
         try:
             for mem in self._enum("zesDeviceEnumMemoryModules", dev):
                 state = _MemState()
                 self._call("zesMemoryGetState", mem, ctypes.byref(state))
                 memory_ok = memory_ok and state.health < _MEM_HEALTH_CRITICAL
         except _ZeError as err:
-            error = err.code
+            errors.append(err.code)
         pci = _PciState()
         try:
             self._call("zesDevicePciGetState", dev, ctypes.byref(pci))
             bus_ok = not pci.qualityIssues & _PCI_QUAL_ISSUE_SPEED
         except _ZeError as err:
-            if err.code != ZE_ERROR_UNSUPPORTED_FEATURE:
-                error = err.code
-        return Health(memory_ok=memory_ok, bus_ok=bus_ok, soc_ok=True, error=error)
+            errors.append(ZE_SUCCESS if err.code == ZE_ERROR_UNSUPPORTED_FEATURE else err.code)
+        # in-band error only when both reads failed: a partial answer must not hide a bad indicator
+        return Health(memory_ok=memory_ok, bus_ok=bus_ok, soc_ok=True,
+                      error=errors[-1] if len(errors) == 2 else ZE_SUCCESS)
 
     def temperatures(self, bdf: str) -> Temperatures:
         try:
@@ -324,10 +325,9 @@ class LevelZeroSource:
                     found[props.type] = value.value
             except _ZeError as err:
                 error = err.code
-        if sensors and len(found) < len(_TEMP_KINDS) and error == ZE_SUCCESS:
-            error = ZE_ERROR_NOT_AVAILABLE
+        # an in-band error only when nothing was read (missing kinds read -999.0, see module doc)
         return Temperatures(global_=found.get(0, TEMP_ERROR), gpu=found.get(1, TEMP_ERROR),
-                            memory=found.get(2, TEMP_ERROR), error=error)
+                            memory=found.get(2, TEMP_ERROR), error=ZE_SUCCESS if found else error)
 
     def indices(self) -> Indices:
         try:
