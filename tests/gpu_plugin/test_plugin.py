@@ -270,3 +270,29 @@ def test_real_process_registers_and_stops_on_sigterm(short_dir: Path, host: Fake
         assert proc.returncode == 0, stderr
         assert "Traceback" not in stderr and "Received SIGTERM, stopping" in stderr
         assert sorted(p.name for p in kubelet_dir.glob("*.sock")) == ["kubelet.sock"]
+
+
+def test_scanner_without_udev_still_scans(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where udev/netlink is unusable, DrmEvents.start() says so and the periodic rescans carry on."""
+    import pyudev
+
+    from gpu_plugin.udev import DrmEvents
+
+    def no_netlink(*args: Any, **kwargs: Any) -> None:
+        raise OSError("netlink not permitted")
+
+    monkeypatch.setattr(pyudev.Monitor, "from_netlink", no_netlink)
+    assert DrmEvents(lambda: None).start() is False
+    fs = FakeSysfs(short_dir / "host")
+    fs.add_gpu()
+    trees: list[DeviceTree] = []
+    stop = threading.Event()
+
+    class Recorder:
+        def notify(self, tree: DeviceTree) -> None:
+            trees.append(tree)
+            if len(trees) == 2:
+                stop.set()
+
+    GpuScanner(fs.sysfs_root, fs.devfs_root, scan_interval=0.05, use_udev=True).scan(Recorder(), stop)
+    assert [sorted(t["i915"]) for t in trees] == [["card0-0"], ["card0-0"]]
