@@ -7,10 +7,16 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
-agent_group = cfg.OptGroup(
-    name="agent",
-    title="sysinv GPU agent options",
-    help="Detection of Intel GPUs on this host and their report to the sysinv conductor.")
+GROUP = "agent"
+
+
+def _group() -> cfg.OptGroup:
+    return cfg.OptGroup(
+        name=GROUP, title="sysinv GPU agent options",
+        help="Detection of Intel GPUs on this host and their report to the sysinv conductor.")
+
+
+agent_group = _group()
 
 PAYLOAD_FORMATS = ("2023", "2019")
 
@@ -48,8 +54,10 @@ opts = [
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(agent_group)
-    conf.register_opts(opts, group=agent_group)
+    # A fresh OptGroup each time: ConfigOpts.register_group() makes a shallow copy that shares
+    # the group's option table, so set_override() on one ConfigOpts would leak into the next.
+    conf.register_group(_group())
+    conf.register_opts(opts, group=GROUP)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
