@@ -45,7 +45,7 @@ def conductor_conf(path: Path, msg: Messaging, *, host: str, enabled_kube_plugin
                    kubeconfig: Path, database: Path, audit_interval: int = 5) -> Path:
     return _write_ini(path, {
         "DEFAULT": {"transport_url": msg.transport_url, "control_exchange": msg.exchange},
-        "conductor": {"topic": msg.topic, "host": host,
+        "conductor": {"topic": msg.topic, "host": host, "state_path": str(database.parent),
                       "enabled_kube_plugins": str(enabled_kube_plugins),
                       "audit_interval": str(audit_interval)},
         "kubernetes": {"kubeconfig": str(kubeconfig)},
@@ -53,13 +53,17 @@ def conductor_conf(path: Path, msg: Messaging, *, host: str, enabled_kube_plugin
     })
 
 
-def agent_conf(path: Path, msg: Messaging, *, sysfs_root: Path, report_interval: int = 2,
+def agent_conf(path: Path, msg: Messaging, *, sysfs_root: Path, report_interval: int = 1,
                payload_format: str = "2023") -> Path:
-    """host_uuid is left unset on purpose: the agent reads it from the fake DMI product_uuid."""
+    """host_uuid is left unset on purpose: the agent reads it from the fake DMI product_uuid.
+
+    Short intervals and timeouts so that the demo notices changes within seconds; no udev (the
+    fake sysfs sends no events, the periodic rescan finds them)."""
     return _write_ini(path, {
         "DEFAULT": {"transport_url": msg.transport_url, "control_exchange": msg.exchange},
         "agent": {"sysfs_root": str(sysfs_root), "report_interval": str(report_interval),
-                  "conductor_topic": msg.topic, "payload_format": payload_format},
+                  "conductor_topic": msg.topic, "payload_format": payload_format,
+                  "rpc_timeout": "5", "retry_backoff_max": "2", "udev_events": "false"},
     })
 
 

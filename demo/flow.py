@@ -129,6 +129,8 @@ class Flow:
         return env
 
     def _require_alive(self, *procs: Proc) -> None:
+        if self.in_process is not None and not self.in_process.alive():
+            raise StepFailed(f"in-process services ended: {self.in_process.results}")
         for proc in procs:
             if not proc.alive():
                 raise StepFailed(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
@@ -242,11 +244,15 @@ class Flow:
         if msg.in_process:
             from demo.inprocess import InProcessServices
 
-            self.in_process = InProcessServices(cond, agent).start()
-            return "conductor and agent started in this process (fake driver)"
+            log = self.sup.log_dir / "sysinv-in-process.log"
+            self.in_process = InProcessServices(cond, agent, log).start()
+            return "conductor and agent threads started in this process (fake driver)"
         env = self.env()
         self.conductor = self.sup.start("conductor", [str(BIN / "sysinv-gpu-conductor"), "--config-file",
                                                       str(cond)], env=env)
+        # the agent's first report would be lost if the conductor's queue did not exist yet
+        self._wait(lambda: "serving topic" in self.conductor.log_path.read_text(errors="replace"), 20,
+                   "sysinv-gpu-conductor to serve its RPC topic", self.conductor)
         self.agent = self.sup.start("agent", [str(BIN / "sysinv-gpu-agent"), "--config-file", str(agent)],
                                     env=env)
         time.sleep(0.2)
