@@ -13,19 +13,16 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.cmd import UsageError, parse_args, usage_exit
-from sysinv_ext.common import exception, rpc
-from sysinv_ext.conductor import kube
-from sysinv_ext.conductor.audit import AuditLoop
-from sysinv_ext.conductor.manager import ConductorManager
+from sysinv_ext.common import exception
 from sysinv_ext.conf import register_conductor_opts
 from sysinv_ext.conf.conductor import database_url
-from sysinv_ext.db import api as db_api
-from sysinv_ext.db import migration
+
+# oslo.messaging, SQLAlchemy, alembic and the kubernetes client are imported once the command
+# line is known to be good: a bad flag is answered in well under a second.
 
 LOG = logging.getLogger(__name__)
 PROG = "sysinv-gpu-conductor"
@@ -34,11 +31,13 @@ PROJECT = "sysinv-gpu"
 
 def register(conf: cfg.ConfigOpts) -> None:
     register_conductor_opts(conf)
-    rpc.register_opts(conf)
 
 
 def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
     """Upgrade the schema to head, retrying with back-off; False if stopped first."""
+    from sysinv_ext.db import api as db_api
+    from sysinv_ext.db import migration
+
     url = database_url(conf)
     delay = float(conf.database.connect_retry_interval)
     while not stop.is_set():
@@ -66,7 +65,15 @@ class ConductorService:
         self.stop_event = stop or threading.Event()
 
     def run(self) -> int:
+        import oslo_messaging as messaging
+
+        from sysinv_ext.common import rpc
+        from sysinv_ext.conductor import kube
+        from sysinv_ext.conductor.audit import AuditLoop
+        from sysinv_ext.conductor.manager import ConductorManager
+
         conf = self.conf
+        rpc.register_opts(conf)  # [DEFAULT]transport_url, control_exchange (default sysinv)
         if not upgrade_database(conf, self.stop_event):
             return 0
         kube.warm_up()

@@ -1,0 +1,177 @@
+"""The ``sysinv-gpu-conductor`` command as a process: RabbitMQ RPC (real broker at
+127.0.0.1:5672, skipped with a reason when absent), alembic upgrade at start, audit thread,
+SIGTERM -> exit 0, restart keeps state; bad flags and bad config -> exit 2 with one stderr line.
+EMULATED: the Kubernetes API (tests/fakes/kube_api.py); the agent side is the real ConductorAPI.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import oslo_messaging as messaging
+import pytest
+from oslo_config import cfg
+
+from sysinv_ext.common import exception, rpc
+from sysinv_ext.conductor.rpcapi import ConductorAPI
+from tests.fakes.kube_api import FakeKubeAPI
+from tests.sysinv.conftest import HOST_A, tcp_reachable
+
+RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _command() -> list[str]:
+    script = shutil.which("sysinv-gpu-conductor", path=str(Path(sys.executable).parent))
+    return [script] if script else [sys.executable, "-m", "sysinv_ext.cmd.conductor"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*_command(), *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+# -- bad input: exit 2, exactly one stderr line ---------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--bogus"], "--bogus"),
+    (["--config-file"], "--config-file"),
+    (["--config-file", "/nonexistent/conductor.conf"], "/nonexistent/conductor.conf"),
+])
+def test_bad_flags_exit_2_one_line(args: list[str], fragment: str) -> None:
+    result = _run(*args)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert fragment in lines[0] and "Traceback" not in result.stderr
+
+
+def test_bad_option_value_exit_2_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "conductor.conf"
+    path.write_text("[conductor]\naudit_interval = 0\n")
+    result = _run("--config-file", str(path))
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "audit_interval" in result.stderr
+
+
+# -- the running service over RabbitMQ ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rabbit() -> str:
+    if not tcp_reachable("127.0.0.1", 5672):
+        pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672")
+    return RABBIT_URL
+
+
+class Conductor:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([*_command(), "--config-file", str(self.config)], cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def service(rabbit: str, tmp_path: Path, fake_kube: FakeKubeAPI,
+            kubeconfig: Path) -> Iterator[dict[str, Any]]:
+    topic = "sysinv.conductor_manager.test-" + uuid.uuid4().hex[:8]  # isolated from other tests
+    plugins = tmp_path / "enabled_kube_plugins"
+    plugins.write_text(json.dumps({"intel-gpu-plugin": "intelgpu=enabled"}))
+    config = tmp_path / "conductor.conf"
+    log = tmp_path / "conductor.log"
+    config.write_text(
+        f"[DEFAULT]\ntransport_url = {rabbit}\nlog_file = {log}\n"
+        f"[conductor]\ntopic = {topic}\nhost = test-conductor\nenabled_kube_plugins = {plugins}\n"
+        f"state_path = {tmp_path}/state\naudit_interval = 1\n"
+        f"[kubernetes]\nkubeconfig = {kubeconfig}\nretry_backoff = 0.01\n")
+    conf = cfg.ConfigOpts()
+    rpc.register_opts(conf)
+    conf([], default_config_files=[])
+    transport = rpc.get_transport(conf, url=rabbit)
+    conductor = Conductor(config, log)
+    try:
+        yield {"conductor": conductor, "transport": transport, "topic": topic, "tmp": tmp_path,
+               "api": ConductorAPI(transport, topic=topic, timeout=3, retry=0)}
+    finally:
+        conductor.kill()
+        transport.cleanup()
+
+
+def _wait_ready(api: ConductorAPI, deadline: float = 60.0) -> Any:
+    """First report that gets an answer (the server may still be importing/upgrading)."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return api.device_plugin_labels_update_by_ihost({}, HOST_A, {"intelgpu": "enabled"})
+        except (messaging.MessagingTimeout, messaging.MessageDeliveryFailure):
+            if time.monotonic() > end:
+                raise
+
+
+def _wait_for(predicate: Any, timeout: float = 15.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_service_labels_audits_restarts_and_stops(service: dict[str, Any], fake_kube: FakeKubeAPI) -> None:
+    fake_kube.add_node("worker-0", HOST_A, {"kubernetes.io/hostname": "worker-0"})
+    conductor: Conductor = service["conductor"]
+    api: ConductorAPI = service["api"]
+    conductor.start()
+    result = _wait_ready(api)
+    assert result == {"node": "worker-0", "labels": {"intelgpu": "enabled"}, "removed": []}
+    assert fake_kube.node_labels("worker-0")["intelgpu"] == "enabled"
+    assert (service["tmp"] / "state" / "conductor.sqlite").exists()
+
+    # garbage and unknown hosts come back as our exception types; the server keeps serving
+    with pytest.raises(exception.InvalidPayload):
+        api.client.prepare(version="1.0").call({}, "device_plugin_labels_update_by_ihost",
+                                                host_uuid=HOST_A, device_plugins="intelgpu")
+    with pytest.raises(exception.HostNotFound):
+        api.device_plugin_labels_update_by_ihost({}, "00000000-dead-beef-0000-000000000000", {})
+
+    # label removed by hand -> the audit thread (1 s) puts it back
+    fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
+    assert _wait_for(lambda: fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"})
+
+    assert conductor.stop() == 0
+
+    # restart on the same database: state kept (label restored with no agent report)
+    fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
+    conductor.start()
+    assert _wait_for(lambda: fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}, timeout=60)
+    result = api.device_plugin_labels_update_by_ihost({}, HOST_A, {})  # GPU gone
+    assert result["removed"] == ["intelgpu"]
+    assert fake_kube.node_labels("worker-0") == {}
+    assert conductor.stop(signal.SIGINT) == 0
+    log = conductor.log.read_text()
+    assert "Traceback" not in log
+    assert "serving topic {}".format(service["topic"]) in log
