@@ -226,13 +226,16 @@ class Flow:
 
     # -- 4. the message bus ------------------------------------------------------------------
     def choose_transport(self) -> str:
+        reason = "as asked"
         if self.transport_url is None:
-            self.transport_url = ("rabbit://guest:guest@127.0.0.1:5672/" if broker_reachable()
-                                  else "fake:/")
+            reachable = broker_reachable()
+            self.transport_url = "rabbit://guest:guest@127.0.0.1:5672/" if reachable else "fake:/"
+            reason = "" if reachable else "RabbitMQ NOT reachable at 127.0.0.1:5672"
         if self.transport_url.startswith("fake:"):
-            return ("RabbitMQ NOT reachable at 127.0.0.1:5672: oslo.messaging fake driver, agent and "
-                    "conductor run IN THIS PROCESS")
-        return f"RabbitMQ at {self.transport_url.split('@')[-1]}, exchange {self.exchange}"
+            return (f"{reason}: oslo.messaging fake driver, agent and conductor run IN THIS PROCESS "
+                    "(threads), not as separate programs")
+        host = self.transport_url.rsplit("@", 1)[-1].rstrip("/")
+        return f"RabbitMQ at {host}, exchange {self.exchange}, topic {self.topic}"
 
     # -- 5. sysinv services ------------------------------------------------------------------
     def start_sysinv(self) -> str:

@@ -40,7 +40,7 @@ def test_bootstrap_applies_daemonset_and_writes_enabled_plugins(flow: Flow) -> N
     enabled = flow.platform_conf_dir / "enabled_kube_plugins"
     assert json.loads(enabled.read_text()) == {"intel-gpu-plugin": "intelgpu=enabled"}
     assert stat.S_IMODE(enabled.stat().st_mode) == 0o640
-    assert kube.node_selector(flow.daemonset) == {"intelgpu": "enabled"}
+    assert kube.node_selector(flow.daemonset)["intelgpu"] == "enabled"
     assert flow.daemonset["metadata"]["namespace"] == "kube-system"
     # the node is not labelled yet, so the DaemonSet would not schedule anywhere
     assert not kube.selector_matches(kube.node_selector(flow.daemonset), flow.labels())
