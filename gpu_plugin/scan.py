@@ -145,6 +145,10 @@ def pci_address_for_card(card_path: str, name: str) -> str | None:
         target = os.readlink(card_path)
     except OSError:
         return None
+    return _pci_address_from_target(target, name)
+
+
+def _pci_address_from_target(target: str, name: str) -> str | None:
     suffix = os.path.join("drm", name)
     if target.endswith(suffix):
         target = target[: -len(suffix)]
@@ -155,7 +159,7 @@ def pci_address_for_card(card_path: str, name: str) -> str | None:
 def _read_card(sysfs_drm: str, name: str) -> GpuCard | None:
     """One ``class/drm`` entry; None if not a usable Intel GPU.  Raises ValueError/OSError if bad."""
     card_path = f"{sysfs_drm}/{name}"
-    card_real, _ = _resolve(sysfs_drm, name)
+    card_real, card_target = _resolve(sysfs_drm, name)
     device, device_target = _resolve(card_real, "device")
     vendor = _read(f"{device}/vendor")
     if vendor is None:
@@ -189,8 +193,9 @@ def _read_card(sysfs_drm: str, name: str) -> GpuCard | None:
         LOG.warning("Skipping %s: bound to driver %r, not i915 or xe", name, driver)
         return None
     bdf = os.path.basename(device_target.rstrip("/")) if device_target is not None else None
+    address = _pci_address_from_target(card_target, name) if card_target is not None else None
     return GpuCard(
-        name=name, sysfs_path=card_path, pci_address=pci_address_for_card(card_path, name), bdf=bdf,
+        name=name, sysfs_path=card_path, pci_address=address, bdf=bdf,
         driver=driver, device_id=device_id.split("\n")[0].strip() if device_id is not None else None,
         numa_node=numa if numa >= 0 else None, sriov_numvfs=numvfs,
         drm_nodes=tuple(sorted(e for e in entries if not e.startswith("controlD"))),
