@@ -296,3 +296,16 @@ def test_scanner_without_udev_still_scans(short_dir: Path, monkeypatch: pytest.M
 
     GpuScanner(fs.sysfs_root, fs.devfs_root, scan_interval=0.05, use_udev=True).scan(Recorder(), stop)
     assert [sorted(t["i915"]) for t in trees] == [["card0-0"], ["card0-0"]]
+
+
+def test_reregisters_after_kubelet_restart(short_dir: Path, host: FakeSysfs) -> None:
+    run = Running(short_dir, host, enable_monitoring=True)
+    kubelet = run.kubelet
+    try:
+        kubelet.wait_for(lambda: kubelet.allocatable(I915) == 2, what="2 GPUs")
+        kubelet.restart()  # wipes every *.sock, as kubelet does on start
+        kubelet.wait_for_registration(I915, timeout=15)
+        kubelet.wait_for_registration("gpu.intel.com/i915_monitoring", timeout=15)
+        kubelet.wait_for(lambda: kubelet.allocatable(I915) == 2, timeout=15, what="2 GPUs after restart")
+    finally:
+        run.close()
