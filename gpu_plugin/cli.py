@@ -194,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: {err}\n")
         return EXIT_USAGE
     setup_logging(options.verbosity)
+    # gRPC's C core logs (e.g. a GOAWAY per sidecar restart) only from -v 4 on; set before grpc loads.
+    os.environ.setdefault("GRPC_VERBOSITY", "INFO" if options.verbosity >= 4 else "ERROR")
     from gpu_plugin.deviceplugin.api import ScannerError
     from gpu_plugin.health import LevelZeroHealth, TempLimits
     from gpu_plugin.plugin import PluginConfig, build_manager

@@ -62,8 +62,9 @@ class LevelZeroHealth:
         with self._lock:
             previous = self._statuses.get(card.name)
             if previous is not health:
-                LOG.info("%s (%s): %s => %s", card.name, card.bdf,
-                         previous.value if previous else "new", health.value)
+                log = LOG.debug if previous is None and health is Health.HEALTHY else LOG.info
+                log("%s (%s): %s => %s", card.name, card.bdf,
+                    previous.value if previous else "new", health.value)
                 self._statuses[card.name] = health
         return health
 

@@ -149,7 +149,9 @@ class WslScanner:
         return {WSL_RESOURCE: devices}
 
     def scan(self, notifier: Notifier, stop: threading.Event) -> None:
-        with grpc.insecure_channel(f"unix://{self.levelzero_socket}") as channel:
+        options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 2000)]
+        with grpc.insecure_channel(f"unix://{self.levelzero_socket}", options=options) as channel:
             stub = lz_grpc.LevelzeroStub(channel)  # type: ignore[no-untyped-call]
 
             def once() -> None:
