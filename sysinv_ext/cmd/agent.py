@@ -74,8 +74,11 @@ class AgentService:
             watcher.stop()
             worker.join(STOP_GRACE)
             if worker.is_alive():
+                # e.g. blocked creating oslo.messaging's reply queue while the broker is down:
+                # that holds the driver lock transport.cleanup() needs; the OS closes sockets.
                 LOG.warning("Report still in flight after %.0f s; exiting anyway", STOP_GRACE)
-            transport.cleanup()
+            else:
+                transport.cleanup()
         return 0
 
 

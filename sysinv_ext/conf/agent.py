@@ -34,7 +34,10 @@ opts = [
                     "and whenever the set of detected device plugins changes."),
     cfg.StrOpt("conductor_topic", default="sysinv.conductor_manager",
                help="RPC topic of the sysinv conductor (sysinv's rpcapi.MANAGER_TOPIC)."),
-    cfg.StrOpt("payload_format", default="2023", choices=PAYLOAD_FORMATS,
+    cfg.StrOpt("payload_format", default="2023",
+               choices=[("2023", 'device_plugins=["intelgpu"] (sysinv 2f3fa421, our conductor)'),
+                        ("2019", "device_plugin_labels=[{label_key, label_value}] "
+                                 "(sysinv 023be742)")],
                help="Keyword the report uses: 2023 sends device_plugins=[\"intelgpu\"] "
                     "(sysinv 2f3fa421 and this project's conductor); 2019 sends "
                     "device_plugin_labels=[{\"label_key\": \"intelgpu\", \"label_value\": "

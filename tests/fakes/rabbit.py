@@ -1,8 +1,9 @@
 """Helpers for tests against the real RabbitMQ broker at 127.0.0.1:5672 (guest/guest).
 
 Not a fake broker: it checks reachability, hands out unique exchange/topic names so tests do not
-see each other's messages, deletes what a test declared, and runs our services as subprocesses
-(``ServiceProcess``) with their output in a log file. Imports nothing from pytest.
+see each other's messages, deletes what a test declared, runs our services as subprocesses
+(``ServiceProcess``) with their output in a log file, and emulates broker outages for chosen
+clients with a TCP forwarder (``TcpProxy``) instead of stopping RabbitMQ. Imports no pytest.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -125,3 +127,75 @@ class ServiceProcess:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+
+class TcpProxy:
+    """A TCP forwarder in front of the real broker, to emulate broker outages and returns.
+
+    ``start()`` listens on ``port`` and pipes each client to ``target``; ``stop()`` closes the
+    listener *and* every open connection, which clients see as the broker going away (refused
+    connections while stopped). Only this process's clients are affected, not the real broker.
+    """
+
+    def __init__(self, port: int, target: tuple[str, int] = (HOST, PORT)) -> None:
+        self.port, self.target = port, target
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"rabbit://guest:guest@127.0.0.1:{self.port}/"
+
+    def start(self) -> TcpProxy:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
