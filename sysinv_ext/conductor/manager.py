@@ -215,11 +215,8 @@ class ConductorManager:
         return node
 
     def _record(self, host_uuid: str, desired: Mapping[str, str | None]) -> None:
-        for key, value in desired.items():
-            if value is None:
-                db_api.label_delete(self.engine, host_uuid, key)
-            else:
-                db_api.label_set(self.engine, host_uuid, key, value)
+        if desired:
+            db_api.label_sync(self.engine, host_uuid, desired)
 
     def _patch(self, node: Node, host_uuid: str, labels: Mapping[str, str | None]) -> Node:
         try:

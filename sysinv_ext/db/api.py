@@ -7,7 +7,7 @@ never ORM objects. SQLAlchemy errors become our exceptions (``LabelAlreadyExists
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -125,6 +125,28 @@ def label_set(engine: Engine, host_uuid: str, label_key: str, label_value: str) 
     except exception.LabelAlreadyExists:  # created concurrently: update that row instead
         label_update(engine, host_uuid, label_key, label_value)
     return True
+
+
+def label_sync(engine: Engine, host_uuid: str, labels: Mapping[str, str | None]) -> bool:
+    """In one transaction, set (value) or delete (None) each of ``labels`` for ``host_uuid``;
+    other keys of the host are left alone. True when something changed."""
+    changed = False
+    with _session(engine, "label_sync") as session:
+        rows = {row.label_key: row for row in session.scalars(
+            select(Label).where(Label.host_uuid == host_uuid, Label.label_key.in_(list(labels))))}
+        for key, value in labels.items():
+            row = rows.get(key)
+            if value is None:
+                if row is not None:
+                    session.delete(row)
+                    changed = True
+            elif row is None:
+                session.add(Label(host_uuid=host_uuid, label_key=key, label_value=value))
+                changed = True
+            elif row.label_value != value:
+                row.label_value = value
+                changed = True
+    return changed
 
 
 def label_get(engine: Engine, host_uuid: str, label_key: str) -> LabelRecord:

@@ -100,3 +100,15 @@ def test_sqlite_directory_created_private(tmp_path: Path) -> None:
 
 def test_describe_url_masks_password() -> None:
     assert api.describe_url("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+
+
+def test_label_sync_sets_and_deletes_only_given_keys(engine: api.Engine) -> None:
+    api.label_create(engine, "host-a", "foreign", "kept")
+    api.label_create(engine, "host-a", "gone", "x")
+    api.label_create(engine, "host-b", "intelgpu", "enabled")
+    assert api.label_sync(engine, "host-a", {"intelgpu": "enabled", "gone": None}) is True
+    assert api.label_sync(engine, "host-a", {"intelgpu": "enabled", "gone": None}) is False
+    assert api.label_sync(engine, "host-a", {"intelgpu": "true"}) is True
+    assert api.label_sync(engine, "host-a", {}) is False
+    assert [(r.host_uuid, r.label_key, r.label_value) for r in api.label_get_all(engine)] == [
+        ("host-a", "foreign", "kept"), ("host-a", "intelgpu", "true"), ("host-b", "intelgpu", "enabled")]
