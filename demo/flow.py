@@ -194,16 +194,20 @@ class Flow:
                                        platform_conf_dir=self.platform_conf_dir,
                                        kubeconfig=self.kubeconfig, manifest_dir=self.manifest_dir,
                                        python=sys.executable)
-        log = self.sup.log_dir / "ansible-playbook.log"
-        self.sup.log_dir.mkdir(parents=True, exist_ok=True)
         argv = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
                 str(REPO / "playbooks" / "bootstrap.yml"), "-e", f"@{extra}"]
-        with open(log, "wb") as out:
-            done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=self.env(), cwd=REPO,
-                                  timeout=120, start_new_session=True, check=False)
-        if done.returncode != 0:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            raise StepFailed(f"ansible-playbook exited {done.returncode}:\n{tail}")
+        # supervised like the services, so Ctrl-C also ends ansible's worker processes
+        play = self.sup.start("ansible-playbook", argv, env=self.env(), cwd=REPO)
+        try:
+            code = play.popen.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            self.sup.stop(play)
+        log = play.log_path
+        if code != 0:
+            raise StepFailed(f"ansible-playbook {'timed out' if code is None else f'exited {code}'}:\n"
+                             f"{play.tail(20)}")
         enabled = self.platform_conf_dir / "enabled_kube_plugins"
         if not enabled.exists():
             raise StepFailed(f"{enabled} not written")

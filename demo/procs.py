@@ -61,16 +61,21 @@ class Supervisor:
         return proc
 
     def stop(self, proc: Proc, timeout: float = 5.0) -> int | None:
-        """SIGTERM the program's process group, wait up to ``timeout``, then SIGKILL it."""
-        if proc.alive():
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
-                proc.popen.wait(5)
-        # whatever the leader left behind in its group goes too
-        _signal_group(proc.pid, signal.SIGKILL)
+        """SIGTERM the program's process group, wait up to ``timeout``, then SIGKILL it.
+
+        A program that already ended and was reaped is left alone: its group id may belong to
+        someone else by now.  Right after our own wait, the group is still ours.
+        """
+        if proc.popen.returncode is None:
+            if proc.alive():
+                _signal_group(proc.pid, signal.SIGTERM)
+                try:
+                    proc.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    proc.popen.wait(5)
+            # whatever the leader left behind in its group goes too
+            _signal_group(proc.pid, signal.SIGKILL)
         if proc in self.procs:
             self.procs.remove(proc)
         return proc.popen.returncode
@@ -113,6 +118,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM and SIGHUP behave like Ctrl-C: raise KeyboardInterrupt so cleanup runs."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt so cleanup runs (SIGINT is set
+    explicitly: a shell starts background jobs with it ignored)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupt)
