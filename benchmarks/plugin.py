@@ -8,6 +8,7 @@ Emulated: sysfs/devfs (plain files), kubelet (the fake); everything else is the 
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from benchmarks.common import Result, median, percentile
 from gpu_plugin import scan as gpuscan
-from tests.fakes.kubelet import FakeKubelet
+from gpu_plugin.deviceplugin._api import api_pb2 as pb
+from tests.fakes.kubelet import FakeKubelet, PluginClient
 from tests.fakes.sysfs import FakeSysfs
 
 SUITE = "plugin"
@@ -45,8 +47,7 @@ def _clock(fn: Callable[[], object], rounds: int) -> list[float]:
     return samples
 
 
-def bench_scan(tmp: Path) -> list[Result]:
-    fake = _fake_node(tmp / "scan", 16, 63)
+def bench_scan(tmp: Path, fake: FakeSysfs) -> list[Result]:
     tree = gpuscan.scan(fake.sysfs_root, fake.devfs_root)
     count = sum(len(d) for d in tree.values())
     if count != 16 * 63:
@@ -110,25 +111,72 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def bench_allocate(tmp: Path) -> list[Result]:
-    fake = _fake_node(tmp / "alloc", 16, 63)
+def bench_allocate(tmp: Path, fake: FakeSysfs) -> list[Result]:
     ids = [f"card{k * 64 + i}-0" for k in range(16) for i in range(1, 64)]
     with plugin(tmp, "alloc", fake, "-scan-interval", "60") as proc:
         proc.wait_advertised(len(ids))
         with proc.kubelet.client(I915) as client:
             for dev in ids[:50]:
                 client.allocate([dev])  # warm-up (first Allocate of a device also writes its CDI spec)
-            samples: list[float] = []
-            for n in range(2000):
-                t0 = time.perf_counter()
-                client.allocate([ids[n % 50]])
-                samples.append((time.perf_counter() - t0) * 1000)
+            cpu0 = _cpu_seconds(proc.proc.pid)
+            samples = _time_allocates(client, ids[:50], 2000)
+            server_cpu = (_cpu_seconds(proc.proc.pid) - cpu0) / 2000 * 1000
         rss_big = _rss_mb(proc.proc.pid)
     return [
         Result(SUITE, "Allocate over unix socket, 2,000 calls, p50", percentile(samples, 50), "ms", 1),
         Result(SUITE, "Allocate over unix socket, 2,000 calls, p99", percentile(samples, 99), "ms", 3),
+        Result(SUITE, "Allocate: plugin process CPU per call", server_cpu, "ms"),
         Result(SUITE, "RSS with 1,008 devices advertised", rss_big, "MB"),
     ]
+
+
+_FLOOR_SERVER = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import grpc
+from gpu_plugin.deviceplugin._api import api_pb2 as pb, api_pb2_grpc as pbg
+class Fixed(pbg.DevicePluginServicer):
+    def Allocate(self, request, context):
+        spec = pb.DeviceSpec(container_path="/dev/dri/card0", host_path="/dev/dri/card0", permissions="rw")
+        return pb.AllocateResponse(container_responses=[pb.ContainerAllocateResponse(devices=[spec])])
+server = grpc.server(ThreadPoolExecutor(12))
+pbg.add_DevicePluginServicer_to_server(Fixed(), server)
+server.add_insecure_port("unix:" + sys.argv[1])
+server.start()
+sys.stdin.read()
+"""
+
+
+def _time_allocates(client: PluginClient, ids: list[str], calls: int) -> list[float]:
+    """Client-side latency of ``calls`` Allocate calls (the client's GC paused: kubelet is Go)."""
+    samples = []
+    gc.disable()
+    try:
+        for n in range(calls):
+            t0 = time.perf_counter()
+            client.allocate([ids[n % len(ids)]])
+            samples.append((time.perf_counter() - t0) * 1000)
+    finally:
+        gc.enable()
+    return samples
+
+
+def bench_grpc_floor(tmp: Path) -> list[Result]:
+    """The same 2,000 calls against a bare grpcio server returning a fixed answer: the floor
+    this machine and grpcio set, to read the plugin's figures against."""
+    sock = Path(tempfile.mkdtemp(prefix="floor-", dir="/tmp")) / "floor.sock"
+    proc = subprocess.Popen([sys.executable, "-c", _FLOOR_SERVER, str(sock)], stdin=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        with PluginClient(sock) as client:
+            client.stub.Allocate(pb.AllocateRequest(), timeout=30, wait_for_ready=True)
+            samples = _time_allocates(client, ["x"], 2000)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(sock.parent, ignore_errors=True)
+    return [Result(SUITE, "floor: bare grpcio unary call, p50", percentile(samples, 50), "ms"),
+            Result(SUITE, "floor: bare grpcio unary call, p99", percentile(samples, 99), "ms")]
 
 
 def bench_preferred(tmp: Path) -> list[Result]:
@@ -151,7 +199,8 @@ def bench_hotplug(tmp: Path) -> list[Result]:
     samples = []
     with plugin(tmp, "hot", fake, "-scan-interval", "0.5") as proc:
         proc.wait_advertised(1)
-        for n in range(1, 5):
+        for n, offset in enumerate((0.05, 0.15, 0.25, 0.35, 0.45), start=1):
+            time.sleep(offset)  # hotplug at different points of the 0.5 s rescan period
             t0 = time.perf_counter()
             fake.add_gpu(f"0000:{0x40 + n:02x}:00.0", card=64 * n, render=128 + 64 * n)
             proc.kubelet.wait_for(lambda n=n: proc.kubelet.allocatable(I915) == n + 1, 10, "hotplugged GPU")
@@ -186,10 +235,13 @@ def bench_idle_and_restart(tmp: Path) -> list[Result]:
 
 
 def run() -> list[Result]:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-plugin-"))
+    # Fake sysfs on tmpfs like the real one (on a busy ext4 disk, building 1,008 devices takes 30 s).
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    tmp = Path(tempfile.mkdtemp(prefix="bench-plugin-", dir=shm))
     try:
-        results: list[Result] = []
-        for bench in (bench_scan, bench_allocate, bench_preferred, bench_hotplug, bench_idle_and_restart):
+        big = _fake_node(tmp / "big", 16, 63)
+        results = bench_scan(tmp, big) + bench_allocate(tmp, big) + bench_grpc_floor(tmp)
+        for bench in (bench_preferred, bench_hotplug, bench_idle_and_restart):
             results += bench(tmp)
         return results
     finally:
