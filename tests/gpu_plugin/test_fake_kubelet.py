@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +86,29 @@ def test_tracks_devices_and_marks_them_unhealthy_when_plugin_goes(kdir: Path) ->
 def test_client_for_unknown_resource(kdir: Path) -> None:
     with FakeKubelet(kdir) as kubelet, pytest.raises(LookupError, match="never registered"):
         kubelet.client("example.com/none")
+
+
+def test_runs_as_a_demo_program(kdir: Path) -> None:
+    """``python -m tests.fakes.kubelet DIR`` serves until interrupted and prints what registers."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.kubelet", str(kdir)], cwd=root,
+                            stdout=subprocess.PIPE, text=True)
+    srv = DevicePluginServer("example.com", "x", kdir)
+    try:
+        assert "listening on" in proc.stdout.readline()
+        srv.update({"x0": api.DeviceInfo()})
+        srv.start()
+        lines = [proc.stdout.readline().strip()]
+        while lines[-1].endswith("allocatable 0"):  # printed before the first device list arrived
+            lines.append(proc.stdout.readline().strip())
+        assert lines[-1] == "example.com/x: endpoint example.com-x.sock, allocatable 1"
+    finally:
+        srv.stop()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+
+
+def test_demo_program_usage_error() -> None:
+    from tests.fakes.kubelet import main
+    assert main([]) == 2
