@@ -133,7 +133,8 @@ class KubeClient:
             if self._api is None:
                 configuration = k8s_client.Configuration()
                 try:
-                    k8s_config.load_kube_config(config_file=self.kubeconfig, context=self.context,
+                    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                        config_file=self.kubeconfig, context=self.context,
                                                 client_configuration=configuration,
                                                 persist_config=False)
                 except (ConfigException, OSError, ValueError, TypeError) as err:

@@ -101,17 +101,20 @@ class ConductorManager:
 
     def __init__(self, conf: cfg.ConfigOpts | None = None, *, kube: KubeClient | None = None,
                  engine: db_api.Engine | None = None, plugins: PluginsFile | None = None) -> None:
-        if conf is None and (kube is None or engine is None or plugins is None):
-            raise ValueError("ConductorManager needs conf, or kube, engine and plugins")
-        self.kube = kube if kube is not None else KubeClient.from_conf(conf)
-        self.engine = engine if engine is not None else db_api.get_engine(database_url(conf))
-        self.plugins = plugins if plugins is not None else PluginsFile(
-            conf.conductor.enabled_kube_plugins)
+        if conf is None:
+            if kube is None or engine is None or plugins is None:
+                raise ValueError("ConductorManager needs conf, or kube, engine and plugins")
+            self.kube, self.engine, self.plugins = kube, engine, plugins
+        else:
+            self.kube = kube if kube is not None else KubeClient.from_conf(conf)
+            self.engine = engine if engine is not None else db_api.get_engine(database_url(conf))
+            self.plugins = plugins if plugins is not None else PluginsFile(
+                conf.conductor.enabled_kube_plugins)
         self._lock = threading.Lock()
         self._nodes: dict[str, Node] = {}  # systemUUID -> last node seen (LIST, GET or PATCH)
 
     # -- RPC endpoint -----------------------------------------------------------------------
-    @messaging.expected_exceptions(*_EXPECTED)
+    @messaging.expected_exceptions(*_EXPECTED)  # type: ignore[untyped-decorator]
     def device_plugin_labels_update_by_ihost(self, context: Any, host_uuid: Any,
                                              device_plugins: Any = None,
                                              device_plugin_labels: Any = None) -> dict[str, Any]:
@@ -202,17 +205,17 @@ class ConductorManager:
         cached = self._nodes.get(host_uuid)
         if cached is not None:
             try:
-                node = self.kube.get_node(cached.name)
-                if node.system_uuid == host_uuid:
-                    self._nodes[host_uuid] = node
-                    return node
+                fresh = self.kube.get_node(cached.name)
+                if fresh.system_uuid == host_uuid:
+                    self._nodes[host_uuid] = fresh
+                    return fresh
             except exception.NodeNotFound:
                 pass
         self._refresh_nodes()  # unknown, renamed or deleted node: one LIST
-        node = self._nodes.get(host_uuid)
-        if node is None:
+        found = self._nodes.get(host_uuid)
+        if found is None:
             raise exception.HostNotFound(host_uuid=host_uuid)
-        return node
+        return found
 
     def _record(self, host_uuid: str, desired: Mapping[str, str | None]) -> None:
         if desired:

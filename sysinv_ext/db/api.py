@@ -21,6 +21,9 @@ from sqlalchemy.orm import Session
 from sysinv_ext.common import exception
 from sysinv_ext.db.models import Label
 
+__all__ = ["Engine", "LabelRecord", "describe_url", "get_engine", "label_create", "label_delete",
+           "label_get", "label_get_all", "label_get_by_host", "label_set", "label_sync", "label_update"]
+
 
 @dataclass(frozen=True)
 class LabelRecord:
