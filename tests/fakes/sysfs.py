@@ -87,7 +87,6 @@ class FakeSysfs:
         pci.mkdir(parents=True)
         self._write(pci / "vendor", vendor)
         self._write(pci / "device", device_id)
-        self._write(pci / "subsystem_vendor", vendor)
         if pci_class is not None:
             self._write(pci / "class", pci_class)
         if numa is not None:
@@ -141,7 +140,6 @@ class FakeSysfs:
         for node in nodes:
             (drm / node).mkdir(parents=True)
             os.symlink(f"../../../{gpu.bdf}", drm / node / "device")
-            self._write(drm / node / "dev", "226:0")
             os.symlink(f"../../devices/pci0000:00/{gpu.bdf}/drm/{node}", self.sys / "class" / "drm" / node)
             if devnodes and not node.startswith("controlD"):
                 self._write(self.dev / "dri" / node, "")
@@ -179,15 +177,17 @@ class FakeSysfs:
 
     def set_product_uuid(self, uuid: str) -> None:
         """DMI ``sys/class/dmi/id/product_uuid``."""
-        self._write(self.sys / "class" / "dmi" / "id" / "product_uuid", uuid)
+        self.write("class/dmi/id/product_uuid", uuid)
 
     def write(self, relpath: str, text: str) -> Path:
         """Write any file below the sysfs root (e.g. to corrupt an entry)."""
         path = self.sys / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._write(path, text)
         return path
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text if text.endswith("\n") or text == "" else text + "\n")
+        """Write an attribute as the kernel shows it (newline-terminated); the parent must exist."""
+        with open(path, "w") as f:
+            f.write(text if text.endswith("\n") or text == "" else text + "\n")
