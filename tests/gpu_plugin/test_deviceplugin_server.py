@@ -35,6 +35,16 @@ def dev(health: api.Health = api.Health.HEALTHY, numa: tuple[int, ...] = (), n: 
     return api.DeviceInfo(health=health, numa_nodes=numa, nodes=nodes, **kw)  # type: ignore[arg-type]
 
 
+def eventually(predicate, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` (the server works in its own thread)."""
+    pause = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return True
+        pause.wait(0.02)
+    return bool(predicate())
+
+
 @pytest.fixture
 def kdir() -> Iterator[Path]:
     """A short socket dir (unix socket paths are limited to 107 bytes; pytest's tmp_path can be long)."""
@@ -286,12 +296,7 @@ def test_live_socket_is_refused_then_taken_over(kubelet: FakeKubelet, make_serve
     other.start()
     try:
         srv = make_server()
-        done = threading.Event()
-        for _ in range(100):
-            if isinstance(srv.last_error, api.SocketInUseError):
-                done.set()
-                break
-            done.wait(0.02)
+        eventually(lambda: isinstance(srv.last_error, api.SocketInUseError))
         assert isinstance(srv.last_error, api.SocketInUseError), srv.last_error
         assert "already in use" in str(srv.last_error)
         assert kubelet.registered(RES) == []
@@ -306,17 +311,12 @@ def test_live_socket_is_refused_then_taken_over(kubelet: FakeKubelet, make_serve
 
 def test_registers_once_kubelet_appears(kdir: Path, make_server) -> None:
     srv = make_server()
-    threading.Event().wait(0.15)
-    assert isinstance(srv.last_error, api.RegistrationError)
+    assert eventually(lambda: isinstance(srv.last_error, api.RegistrationError))
     with FakeKubelet(kdir) as kubelet:
         kubelet.wait_for_registration(RES, timeout=3)
         kubelet.wait_for(lambda: kubelet.allocatable(RES) == 2)
     assert srv.registrations == 1
-    for _ in range(100):  # kubelet.sock is gone again: no longer registered
-        if not srv.wait_registered(0):
-            break
-        threading.Event().wait(0.02)
-    assert srv.wait_registered(0) is False
+    assert eventually(lambda: not srv.wait_registered(0))  # kubelet.sock is gone again
 
 
 @pytest.mark.parametrize("use_inotify", [True, False], ids=["inotify", "polling"])
@@ -349,8 +349,7 @@ def test_missing_kubelet_dir_is_retried_not_fatal(kdir: Path) -> None:
     srv.update({"w0": dev()})
     srv.start()
     try:
-        threading.Event().wait(0.1)
-        assert "cannot listen" in str(srv.last_error)
+        assert eventually(lambda: "cannot listen" in str(srv.last_error)), srv.last_error
         missing.mkdir()
         with FakeKubelet(missing) as kubelet:
             kubelet.wait_for(lambda: kubelet.allocatable(RES) == 1, timeout=5)
@@ -364,11 +363,7 @@ def test_too_long_socket_path_is_a_clear_error(kdir: Path) -> None:
     srv = DevicePluginServer(NS, "widget", deep, backoff=(0.02, 0.1))
     srv.start()
     try:
-        for _ in range(100):
-            if srv.last_error is not None:
-                break
-            threading.Event().wait(0.02)
-        assert "longer than 107 bytes" in str(srv.last_error)
+        assert eventually(lambda: "longer than 107 bytes" in str(srv.last_error)), srv.last_error
     finally:
         srv.stop()
 
