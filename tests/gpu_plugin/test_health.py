@@ -200,3 +200,52 @@ def test_real_sidecar_through_scan(tmp_path: Path, temperatures: dict[str, int],
         health.close()
         server.stop(None).wait()
     assert tree["xe"]["card0-0"].health is expected
+
+
+# upstream's TestScanWithHealth: (id, pci address link?, script changes or None = no health source, expected)
+SCAN_WITH_HEALTH = [
+    ("one device with no symlink", False, None, Health.HEALTHY),
+    ("one device with proper symlink", True, {}, Health.HEALTHY),
+    ("one device with failure on temp reading", True, {"fail_temps": True}, Health.HEALTHY),
+    (
+        "one unhealthy device with proper symlink",
+        True,
+        {"memory_ok": False, "bus_ok": False, "soc_ok": False},
+        Health.UNHEALTHY,
+    ),
+    ("one device with proper symlink returns error", True, "down", Health.HEALTHY),
+]
+
+
+@pytest.mark.parametrize(
+    "link,changes,expected", [c[1:] for c in SCAN_WITH_HEALTH], ids=[c[0] for c in SCAN_WITH_HEALTH]
+)
+def test_upstream_scan_with_health(
+    tmp_path: Path, lz: tuple[Script, str], link: bool, changes: Any, expected: Health
+) -> None:
+    from tests.gpu_plugin.conftest import UpstreamCase, create_upstream_files
+
+    script, sock = lz
+    sysfs, devfs = create_upstream_files(
+        tmp_path / "up",
+        UpstreamCase(
+            pci_addresses={BDF: "card0"} if link else {},
+            sysfsdirs=["card0/device/drm/card0", "card0/device/drm/controlD64"],
+            sysfsfiles={"card0/device/vendor": "0x8086"},
+            devfsdirs=["card0", f"by-path/pci-{BDF}-card", f"by-path/pci-{BDF}-render"],
+        ),
+    )
+    health = None
+    if changes is not None:
+        for key, value in changes.items() if isinstance(changes, dict) else ():
+            setattr(script, key, value)
+        health = LevelZeroHealth(str(tmp_path / "absent.sock") if changes == "down" else sock, timeout=1.0)
+    try:
+        tree = gs.scan(sysfs, devfs, health=health)
+    finally:
+        if health is not None:
+            health.close()
+    assert {res: len(d) for res, d in tree.items()} == {"i915": 1}
+    assert tree["i915"]["card0-0"].health is expected
+    if changes not in (None, "down"):
+        assert script.asked[0] == f"health {BDF}"
