@@ -54,10 +54,17 @@ def test_sysinv_services_start(flow: Flow) -> None:
         assert proc.alive(), proc.tail()
 
 
+def _label_patches(flow: Flow) -> list[dict[str, object]]:
+    """Label changes the API server received for the node (the conductor's PATCHes)."""
+    return [p.body["metadata"]["labels"] for p in flow.kube_api.patches
+            if p.path == f"/api/v1/nodes/{NODE}" and "labels" in (p.body or {}).get("metadata", {})]
+
+
 def test_conductor_labels_the_node(flow: Flow) -> None:
     flow.wait_label(present=True, timeout=40)
     assert flow.labels()[LABEL[0]] == LABEL[1]
-    # only the allow-listed key was added; the existing label is untouched
+    # only the allow-listed key was patched; the node's other labels are untouched
+    assert _label_patches(flow) and all(set(p) == {LABEL[0]} for p in _label_patches(flow))
     assert flow.labels()["kubernetes.io/hostname"] == NODE
 
 
@@ -83,5 +90,6 @@ def test_gpus_unplugged_label_removed_and_nothing_advertised(flow: Flow) -> None
     # the agent reports an empty list; the conductor removes the label
     flow.wait_label(present=False, timeout=40)
     assert LABEL[0] not in flow.labels()
+    assert _label_patches(flow)[-1] == {LABEL[0]: None}  # a merge patch deleting only our key
     # the plugin rescans (-scan-interval 0.5 here) and kubelet sees no device left
     flow.wait_allocatable(expected={"gpu.intel.com/i915": 0, "gpu.intel.com/xe": 0}, timeout=30)
