@@ -58,9 +58,13 @@ def run_steps(flow: Flow, out=sys.stdout) -> list[Outcome]:  # type: ignore[no-u
 
 
 def summary(outcomes: list[Outcome], total: float) -> str:
-    lines = [f"{'step':<12} {'result':<7} {'seconds':>8}", "-" * 29]
-    lines += [f"{o.step:<12} {'ok' if o.ok else 'FAILED':<7} {o.seconds:>8.2f}" for o in outcomes]
-    lines += ["-" * 29, f"{'total':<12} {'':<7} {total:>8.2f}"]
+    titles = {name: title for name, title, _ in STEPS}
+    width = max(len(t) for t in titles.values())
+    rule = "-" * (width + 35)
+    lines = [f"{'step':<12} {'what':<{width}} {'result':<7} {'seconds':>8}", rule]
+    lines += [f"{o.step:<12} {titles[o.step]:<{width}} {'ok' if o.ok else 'FAILED':<7} {o.seconds:>8.2f}"
+              for o in outcomes]
+    lines += [rule, f"{'total':<12} {'':<{width}} {'':<7} {total:>8.2f}"]
     return "\n".join(lines)
 
 

@@ -315,7 +315,13 @@ class Flow:
         back = {k: v for k, v in self.allocatable.items() if k.startswith("gpu.intel.com/")}
         if back != {k: str(v) for k, v in want.items()}:
             raise StepFailed(f"node status.allocatable read back {back}, expected {want}")
-        return "node allocatable " + ", ".join(f"{k}={v}" for k, v in sorted(back.items()))
+        ids = "; ".join(f"{name.rsplit('/', 1)[-1]}: {', '.join(self._healthy(name)) or '-'}"
+                        for name in sorted(want))
+        return ("registered " + ", ".join(r.endpoint for r in self.kubelet.registrations) + f" ({ids}); "
+                "node allocatable " + ", ".join(f"{k}={v}" for k, v in sorted(back.items())))
+
+    def _healthy(self, resource: str) -> list[str]:
+        return sorted(i for i, d in self.kubelet.devices(resource).items() if d.health == "Healthy")
 
     # -- reverse: the GPUs go away -----------------------------------------------------------
     def remove_gpus(self) -> str:
