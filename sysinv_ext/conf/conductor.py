@@ -84,12 +84,18 @@ database_opts = [
 ]
 
 
+def _fresh(group: cfg.OptGroup) -> cfg.OptGroup:
+    """A new OptGroup per ConfigOpts: oslo.config keeps registered options (and their
+    overrides) inside the group object, so sharing one would leak overrides between configs."""
+    return cfg.OptGroup(name=group.name, title=group.title, help=group.help)
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the [conductor] and [database] options on ``conf``."""
-    conf.register_group(conductor_group)
-    conf.register_opts(conductor_opts, group=conductor_group)
-    conf.register_group(database_group)
-    conf.register_opts(database_opts, group=database_group)
+    conf.register_group(_fresh(conductor_group))
+    conf.register_opts(conductor_opts, group=conductor_group.name)
+    conf.register_group(_fresh(database_group))
+    conf.register_opts(database_opts, group=database_group.name)
 
 
 def database_url(conf: cfg.ConfigOpts) -> str:

@@ -48,10 +48,16 @@ kubernetes_opts = [
 ]
 
 
+def _fresh(group: cfg.OptGroup) -> cfg.OptGroup:
+    """A new OptGroup per ConfigOpts: oslo.config keeps registered options (and their
+    overrides) inside the group object, so sharing one would leak overrides between configs."""
+    return cfg.OptGroup(name=group.name, title=group.title, help=group.help)
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the [kubernetes] options on ``conf``."""
-    conf.register_group(kubernetes_group)
-    conf.register_opts(kubernetes_opts, group=kubernetes_group)
+    conf.register_group(_fresh(kubernetes_group))
+    conf.register_opts(kubernetes_opts, group=kubernetes_group.name)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

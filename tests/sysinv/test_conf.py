@@ -87,3 +87,15 @@ def test_committed_sample_is_current(tmp_path: Path) -> None:
     assert out.read_text() == SAMPLE.read_text(), (
         "etc/sysinv-gpu/conductor.conf.sample is stale; regenerate with: oslo-config-generator "
         "--namespace sysinv_ext.conductor --output-file etc/sysinv-gpu/conductor.conf.sample")
+
+
+def test_override_on_one_config_does_not_leak_into_another() -> None:
+    first, second = cfg.ConfigOpts(), cfg.ConfigOpts()
+    for conf in (first, second):
+        register_conductor_opts(conf)
+        conf([], default_config_files=[])
+    first.set_override("audit_interval", 5, "conductor")
+    first.set_override("kubeconfig", "/tmp/kc", "kubernetes")
+    assert (first.conductor.audit_interval, first.kubernetes.kubeconfig) == (5, "/tmp/kc")
+    assert (second.conductor.audit_interval, second.kubernetes.kubeconfig) == (
+        60, "/etc/kubernetes/admin.conf")
