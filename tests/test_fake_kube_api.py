@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,3 +205,38 @@ def test_real_kubectl_apply_is_idempotent(api: FakeKubeAPI, tmp_path: Path) -> N
     assert ds["spec"]["template"]["spec"]["containers"][0]["args"] == ["-shared-dev-num", "4"]
     assert ds["metadata"]["generation"] == 2
     assert api.get_object("v1", "serviceaccounts", "intel-device-plugin", "kube-system") is not None
+
+
+def test_stop_cuts_connections_and_restart_keeps_port_and_objects(api: FakeKubeAPI,
+                                                                  core: client.CoreV1Api) -> None:
+    api.add_node("n1", "U1", {"intelgpu": "enabled"})
+    assert core.read_node("n1").metadata.labels == {"intelgpu": "enabled"}  # keep-alive connection open
+    port = api.port
+    api.stop()
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        core.read_node("n1")
+    api.start()
+    assert api.port == port
+    assert core.read_node("n1").metadata.labels == {"intelgpu": "enabled"}
+
+
+def test_not_found_status_names_the_object(core: client.CoreV1Api) -> None:
+    with pytest.raises(client.ApiException) as err:
+        core.read_namespaced_service_account("absent", "kube-system")
+    details = json.loads(err.value.body)["details"]
+    assert details == {"name": "absent", "group": "", "kind": "serviceaccounts"}
+
+
+def test_demo_entry_point_serves_until_interrupted(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kc.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.kube_api", "--kubeconfig", str(kubeconfig),
+                             "--node", "controller-0=4C4C4544-0001"], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout is not None
+        assert "fake Kubernetes API at http://127.0.0.1:" in proc.stdout.readline()
+        core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+        assert core.read_node("controller-0").status.node_info.system_uuid == "4C4C4544-0001"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0

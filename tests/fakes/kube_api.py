@@ -9,10 +9,12 @@ body, and can inject error statuses, dropped connections and delays. No pytest i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -92,6 +94,7 @@ class FakeKubeAPI:
         self._revision = 0
         self._injections: list[_Injection] = []
         self._httpd: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         self.requests: list[RecordedRequest] = []
         self.patches: list[RecordedRequest] = []
@@ -100,20 +103,28 @@ class FakeKubeAPI:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> FakeKubeAPI:
+        """Serve (again): a restarted server keeps its port and its objects, as after an outage."""
         httpd = ThreadingHTTPServer(self._address, _make_handler(self))
         httpd.daemon_threads = True
         httpd.block_on_close = False
         self._httpd = httpd
+        self._address = (self._address[0], int(httpd.server_address[1]))
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="fake-kube-api", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and cut every open (keep-alive) connection, like a crashed API server."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._lock:
+            connections, self._connections = set(self._connections), set()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -265,7 +276,8 @@ class FakeKubeAPI:
                 raise ApiError(405, f"{method} not allowed on a collection")
             current = self._objects.get(key)
             if current is None:
-                raise ApiError(404, f'{plural}{"." + group if group else ""} "{name}" not found')
+                raise ApiError(404, f'{plural}{"." + group if group else ""} "{name}" not found',
+                               details={"name": name, "group": group, "kind": plural})
             if method == "GET":
                 return 200, copy.deepcopy(current)
             if method == "DELETE":
@@ -302,7 +314,8 @@ class FakeKubeAPI:
                            "on the request")
         full = key[:4] + (name,)
         if full in self._objects:
-            raise ApiError(409, f'{key[2]} "{name}" already exists', "AlreadyExists")
+            raise ApiError(409, f'{key[2]}{"." + key[0] if key[0] else ""} "{name}" already exists',
+                           "AlreadyExists", {"name": name, "group": key[0], "kind": key[2]})
         return self._save(full, copy.deepcopy(body), None)
 
 
@@ -345,6 +358,17 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         timeout = 30
 
+        def setup(self) -> None:
+            super().setup()
+            with api._lock:
+                api._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with api._lock:
+                api._connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
+
         def _serve(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -375,7 +399,7 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                     raise ApiError(400, "request body is not valid JSON")
                 code, payload = api._handle(self.command, url.path, query, ctype, body)
             except ApiError as exc:
-                code, payload = exc.code, status_body(exc.code, exc.message, exc.reason)
+                code, payload = exc.code, status_body(exc.code, exc.message, exc.reason, exc.details)
             self._reply(code, payload)
 
         def _reply(self, code: int, payload: Obj) -> None:

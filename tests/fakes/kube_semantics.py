@@ -33,19 +33,23 @@ PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
 class ApiError(Exception):
     """Turned into a Kubernetes Status response by the handler."""
 
-    REASONS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 409: "AlreadyExists",
-               415: "UnsupportedMediaType", 422: "Invalid", 500: "InternalError", 503: "ServiceUnavailable"}
+    REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+               405: "MethodNotAllowed", 409: "AlreadyExists", 415: "UnsupportedMediaType", 422: "Invalid",
+               429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
 
-    def __init__(self, code: int, message: str, reason: str = "") -> None:
+    def __init__(self, code: int, message: str, reason: str = "", details: Obj | None = None) -> None:
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.details = code, message, details
         self.reason = reason or self.REASONS.get(code, "Unknown")
 
 
-def status_body(code: int, message: str, reason: str) -> Obj:
+def status_body(code: int, message: str, reason: str, details: Obj | None = None) -> Obj:
     """A Kubernetes ``Status`` object as the real API server returns for failures."""
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason, "code": code}
+    body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                 "message": message, "reason": reason, "code": code}
+    if details:
+        body["details"] = details
+    return body
 
 
 def merge_patch(target: Any, patch: Any, strategic: bool = False) -> Any:
