@@ -22,8 +22,10 @@ from oslo_config import cfg
 
 from sysinv_ext.common import exception, rpc
 from sysinv_ext.conductor.rpcapi import ConductorAPI
+from tests.fakes import rabbit as rabbit_fake
 from tests.fakes.kube_api import FakeKubeAPI
-from tests.sysinv.conftest import HOST_A, tcp_reachable
+from tests.fakes.legacy_sysinv import LegacyAgentClient
+from tests.sysinv.conftest import HOST_A, HOST_B, tcp_reachable
 
 RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +119,7 @@ def service(rabbit: str, tmp_path: Path, fake_kube: FakeKubeAPI,
     finally:
         conductor.kill()
         transport.cleanup()
+        rabbit_fake.delete(queues=[topic, f"{topic}.test-conductor"])
 
 
 def _wait_ready(api: ConductorAPI, deadline: float = 60.0) -> Any:
@@ -150,6 +153,14 @@ def test_service_labels_audits_restarts_and_stops(service: dict[str, Any], fake_
     assert result == {"node": "worker-0", "labels": {"intelgpu": "enabled"}, "removed": []}
     assert fake_kube.node_labels("worker-0")["intelgpu"] == "enabled"
     assert (service["tmp"] / "state" / "conductor.sqlite").exists()
+
+    # a legacy sysinv agent (oslo-incubator AMQP RPC, 2019 payload, no _reply_q) is served too
+    fake_kube.add_node("worker-1", HOST_B)
+    legacy = LegacyAgentClient(rabbit_fake.KOMBU_URL, "sysinv", service["topic"])
+    legacy.call("device_plugin_labels_update_by_ihost",
+                {"host_uuid": HOST_B, "device_plugin_labels": [{"label_key": "intelgpu",
+                                                                "label_value": "enabled"}]}, timeout=15)
+    assert fake_kube.node_labels("worker-1") == {"intelgpu": "enabled"}
 
     # garbage and unknown hosts come back as our exception types; the server keeps serving
     with pytest.raises(exception.InvalidPayload):
