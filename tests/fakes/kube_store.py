@@ -1,0 +1,183 @@
+"""In-memory object store of the emulated Kubernetes API server (tests/fakes/kube_api.py).
+
+Owns the objects and the API semantics of one request: GET/list/POST/PUT/PATCH/DELETE with
+Kubernetes' status codes, resourceVersion (a global counter, unchanged by no-op writes), uid and
+generation. Knows nothing of HTTP. EMULATED: see kube_semantics for what patching leaves out.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from tests.fakes.kube_semantics import (
+    PATCH_TYPES,
+    RESOURCES,
+    ApiError,
+    Key,
+    Obj,
+    discovery,
+    json_patch,
+    match_labels,
+    merge_patch,
+    route,
+)
+
+
+class KubeStore:
+    """Thread-safe objects keyed by (group, version, plural, namespace, name)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._objects: dict[Key, Obj] = {}
+        self._revision = 0
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+    def put_object(self, obj: Obj) -> Obj:
+        """Create or replace any served object from its apiVersion/kind/metadata."""
+        group, _, version = obj["apiVersion"].rpartition("/")
+        plural = next(p for (g, v, p), (k, _, _) in RESOURCES.items()
+                      if (g, v, k) == (group, version, obj["kind"]))
+        key = (group, version, plural, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        with self._lock:
+            return copy.deepcopy(self._save(key, copy.deepcopy(obj), self._objects.get(key)))
+
+    def get_object(self, api_version: str, plural: str, name: str, namespace: str = "") -> Obj | None:
+        group, _, version = api_version.rpartition("/")
+        with self._lock:
+            found = self._objects.get((group, version, plural, namespace, name))
+            return copy.deepcopy(found) if found else None
+
+    def list_objects(self, api_version: str, plural: str) -> list[Obj]:
+        group, _, version = api_version.rpartition("/")
+        with self._lock:
+            return [copy.deepcopy(o) for k, o in sorted(self._objects.items())
+                    if k[:3] == (group, version, plural)]
+
+    def _save(self, key: Key, obj: Obj, old: Obj | None) -> Obj:
+        group, version, plural = key[:3]
+        meta = obj.setdefault("metadata", {})
+        if old is not None and _strip_meta(old) == _strip_meta(obj):
+            return old  # no-op: keep resourceVersion (kubectl apply then reports "unchanged")
+        obj["apiVersion"] = f"{group}/{version}" if group else version
+        obj["kind"] = RESOURCES[(group, version, plural)][0]
+        meta["name"] = key[4]
+        if key[3]:
+            meta["namespace"] = key[3]
+        old_meta = (old or {}).get("metadata", {})
+        meta["uid"] = old_meta.get("uid") or str(uuid.uuid4())
+        meta["creationTimestamp"] = old_meta.get("creationTimestamp") or \
+            datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        spec_changed = old is None or old.get("spec") != obj.get("spec")
+        meta["generation"] = int(old_meta.get("generation", 0)) + (1 if spec_changed else 0)
+        self._revision += 1
+        meta["resourceVersion"] = str(self._revision)
+        self._objects[key] = obj
+        return obj
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]], ctype: str,
+                body: Any) -> tuple[int, Obj]:
+        parts = [p for p in path.split("/") if p]
+        document = discovery(parts)
+        if document is not None:
+            if method != "GET":
+                raise ApiError(405, f"{method} not allowed on {path}")
+            return 200, document
+        key, subresource = route(parts)
+        if key is None:
+            raise ApiError(404, "the server could not find the requested resource")
+        group, version, plural, ns, name = key
+        kind, namespaced, _ = RESOURCES[(group, version, plural)]
+        with self._lock:
+            if namespaced and ns and method in ("POST", "PUT", "PATCH") and \
+                    ("", "v1", "namespaces", "", ns) not in self._objects:
+                raise ApiError(404, f'namespaces "{ns}" not found')
+            if not name:
+                if method == "GET":
+                    return 200, self._list(key, kind, query)
+                if method == "POST":
+                    return 201, copy.deepcopy(self._create(key, body))
+                raise ApiError(405, f"{method} not allowed on a collection")
+            current = self._objects.get(key)
+            if current is None:
+                raise ApiError(404, f'{plural}{"." + group if group else ""} "{name}" not found',
+                               details={"name": name, "group": group, "kind": plural})
+            if method == "GET":
+                return 200, copy.deepcopy(current)
+            if method == "DELETE":
+                del self._objects[key]
+                return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                             "details": {"name": name, "group": group, "kind": plural,
+                                         "uid": current["metadata"]["uid"]}}
+            if method == "PUT":
+                new = _checked(body, current, f"{plural} {name!r}")
+            elif method == "PATCH":
+                new = _patched(current, ctype, body, subresource)
+            else:
+                raise ApiError(405, f"{method} not allowed")
+            return 200, copy.deepcopy(self._save(key, new, current))
+
+    def _list(self, key: Key, kind: str, query: dict[str, list[str]]) -> Obj:
+        selector = query.get("labelSelector", [""])[0]
+        fields = dict(t.split("=", 1) for t in query.get("fieldSelector", [""])[0].split(",") if "=" in t)
+        items = [copy.deepcopy(o) for k, o in sorted(self._objects.items())
+                 if k[:3] == key[:3] and (not key[3] or k[3] == key[3])
+                 and match_labels(o["metadata"].get("labels") or {}, selector)
+                 and fields.get("metadata.name", k[4]) == k[4]]
+        return {"kind": f"{kind}List", "apiVersion": items[0]["apiVersion"] if items else
+                (f"{key[0]}/{key[1]}" if key[0] else key[1]),
+                "metadata": {"resourceVersion": str(self._revision)}, "items": items}
+
+    def _create(self, key: Key, body: Any) -> Obj:
+        if not isinstance(body, dict) or not body.get("metadata", {}).get("name"):
+            raise ApiError(422, "metadata.name: Required value: name is required")
+        name = body["metadata"]["name"]
+        body_ns = body["metadata"].get("namespace")
+        if key[3] and body_ns and body_ns != key[3]:
+            raise ApiError(400, "the namespace of the provided object does not match the namespace sent "
+                           "on the request")
+        full = key[:4] + (name,)
+        if full in self._objects:
+            raise ApiError(409, f'{key[2]}{"." + key[0] if key[0] else ""} "{name}" already exists',
+                           "AlreadyExists", {"name": name, "group": key[0], "kind": key[2]})
+        return self._save(full, copy.deepcopy(body), None)
+
+
+def _strip_meta(obj: Obj) -> Obj:
+    out = copy.deepcopy(obj)
+    for k in ("resourceVersion", "generation", "uid", "creationTimestamp", "managedFields"):
+        out.get("metadata", {}).pop(k, None)
+    return out
+
+
+def _checked(body: Any, current: Obj, what: str) -> Obj:
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    sent = body.get("metadata", {}).get("resourceVersion")
+    if sent and sent != current["metadata"]["resourceVersion"]:
+        raise ApiError(409, f"Operation cannot be fulfilled on {what}: the object has been modified; "
+                       "please apply your changes to the latest version and try again", "Conflict")
+    return copy.deepcopy(body)
+
+
+def _patched(current: Obj, ctype: str, body: Any, subresource: str) -> Obj:
+    base = ctype.split(";")[0].strip()
+    if base == "application/json-patch+json":
+        if not isinstance(body, list):
+            raise ApiError(400, "json patch body must be a list of operations")
+        result = json_patch(current, body)
+        if not isinstance(result, dict):
+            raise ApiError(422, "json patch must leave an object")
+        return result
+    if base in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+        if not isinstance(body, dict):
+            raise ApiError(400, "merge patch body must be a JSON object")
+        _checked(body, current, "object")
+        new = merge_patch(current, body, strategic=base.startswith("application/strategic"))
+        new.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+        return dict(new)
+    raise ApiError(415, f"the body of the request was in an unknown format - accepted media types include: "
+                   f"{', '.join(PATCH_TYPES)}")
