@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from demo.flow import Flow, broker_reachable
+from demo.flow import Flow
+from demo.machine import broker_reachable
 
 _FAILED: dict[str, str] = {}
 

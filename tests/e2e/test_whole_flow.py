@@ -14,7 +14,8 @@ import stat
 import pytest
 
 from demo import kube
-from demo.flow import GPUS, HOST_UUID, LABEL, NODE, Flow, expected_resources
+from demo.flow import Flow
+from demo.machine import GPUS, HOST_UUID, LABEL, NODE, expected_resources
 
 pytestmark = [pytest.mark.incremental, pytest.mark.slow, pytest.mark.ansible]
 
