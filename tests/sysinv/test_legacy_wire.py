@@ -247,3 +247,40 @@ def test_without_shims_our_agent_times_out_on_legacy_conductor(
         assert legacy_conductor.endpoint.calls  # the request itself did arrive
     finally:
         plain.cleanup()
+
+
+@pytest.mark.parametrize("single_reply_queue", [False, True], ids=["msg_id-queue", "reply-queue"])
+def test_legacy_agent_to_our_real_conductor_manager(
+        conductor_conf: cfg.ConfigOpts, fake_kube: Any, write_plugins: Any, names: Names,
+        single_reply_queue: bool) -> None:
+    """The real ConductorManager (Kubernetes emulated by tests/fakes/kube_api.py) served on
+    RabbitMQ answers both legacy payload forms and the legacy failure path."""
+    from tests.sysinv.conftest import make_manager
+
+    host = "4C4C4544-0042-3510-8051-B4C04F4A4E31"
+    fake_kube.add_node("worker-0", host.lower())
+    write_plugins({"intel-gpu-plugin": "intelgpu=enabled"})
+    conductor_conf.set_override("transport_url", rabbit.URL)
+    conductor_conf.set_override("control_exchange", names.exchange)
+    manager = make_manager(conductor_conf)
+    server = rpc.get_server(conductor_conf, messaging.Target(topic=names.topic, server="ctl-0"),
+                            [manager])
+    server.start()
+    try:
+        client = LegacyAgentClient(rabbit.KOMBU_URL, names.exchange, names.topic,
+                                   single_reply_queue=single_reply_queue)
+        result = client.call("device_plugin_labels_update_by_ihost",
+                             {"host_uuid": host, "device_plugin_labels": [
+                                 {"label_key": "intelgpu", "label_value": "enabled"}]})
+        assert result["node"] == "worker-0"
+        assert fake_kube.node_labels("worker-0").get("intelgpu") == "enabled"
+        client.call("device_plugin_labels_update_by_ihost",
+                    {"host_uuid": host, "device_plugins": []})
+        assert "intelgpu" not in fake_kube.node_labels("worker-0")
+        with pytest.raises(LegacyRemoteError) as err:
+            client.call("device_plugin_labels_update_by_ihost",
+                        {"host_uuid": host, "device_plugins": "intelgpu"}, timeout=10)
+        assert err.value.exc_type == "InvalidPayload"
+    finally:
+        rpc.stop_server(server)
+        manager.engine.dispose()
