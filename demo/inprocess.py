@@ -75,6 +75,9 @@ class InProcessServices:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(15)
+        from oslo_config import cfg
+
+        cfg.CONF.reset()  # parsed files and overrides; later users of the global CONF start clean
         if self._handler is not None:
             logging.getLogger().removeHandler(self._handler)
             self._handler.close()

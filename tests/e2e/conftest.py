@@ -5,6 +5,7 @@ fails (the failure is reported once, where it happened, not as a cascade).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,9 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
-    """The flow over RabbitMQ when it is reachable, else oslo.messaging's fake driver in-process."""
+    """The flow over RabbitMQ when it is reachable, else oslo.messaging's fake driver in-process.
+
+    ``E2E_TRANSPORT_URL=fake:/`` forces the in-process path (to check it while a broker is up).
+    """
     root: Path = tmp_path_factory.mktemp("whole-flow")
-    url = "rabbit://guest:guest@127.0.0.1:5672/" if broker_reachable() else "fake:/"
+    url = os.environ.get("E2E_TRANSPORT_URL") or (
+        "rabbit://guest:guest@127.0.0.1:5672/" if broker_reachable() else "fake:/")
     flow = Flow(root, transport_url=url, scan_interval=0.5)
     try:
         yield flow
