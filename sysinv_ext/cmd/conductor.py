@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from oslo_config import cfg
@@ -27,6 +27,7 @@ from sysinv_ext.conf.conductor import database_url
 LOG = logging.getLogger(__name__)
 PROG = "sysinv-gpu-conductor"
 PROJECT = "sysinv-gpu"
+STOP_TIMEOUT = 20.0  # seconds; below systemd's TimeoutStopSec=30s
 
 
 def register(conf: cfg.ConfigOpts) -> None:
@@ -81,9 +82,23 @@ class ConductorService:
         target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
         server = rpc.get_server(conf, target, [manager])
         audit = AuditLoop(manager.audit, conf.conductor.audit_interval)
-        server.start()
-        LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
-                 conf.conductor.topic, conf.control_exchange)
+        started = threading.Event()
+
+        def start_server() -> None:
+            # oslo.messaging's start() blocks while the broker is unreachable (it retries the
+            # connection forever); keep the main thread free to react to SIGTERM meanwhile.
+            try:
+                server.start()
+            except Exception:
+                LOG.exception("RPC server failed to start")
+                self.stop_event.set()
+                return
+            started.set()
+            LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
+                     conf.conductor.topic, conf.control_exchange)
+
+        starter = threading.Thread(target=start_server, name="rpc-start", daemon=True)
+        starter.start()
         audit.start()
         try:
             while not self.stop_event.wait(1.0):
@@ -91,12 +106,27 @@ class ConductorService:
         finally:
             LOG.info("Conductor %s stopping", conf.conductor.host)
             audit.stop()
-            try:
-                rpc.stop_server(server)
-            except Exception:  # a broken broker connection must not turn a stop into a crash
-                LOG.exception("Error while stopping the RPC server")
+            if started.is_set():
+                _bounded("stop the RPC server", lambda: rpc.stop_server(server), STOP_TIMEOUT)
+            else:
+                LOG.warning("RPC server never connected to the broker; exiting without it")
             manager.engine.dispose()
         return 0
+
+
+def _bounded(what: str, func: Callable[[], object], timeout: float) -> None:
+    """Run ``func`` on a daemon thread, wait at most ``timeout`` s; log failures, never raise."""
+    def target() -> None:
+        try:
+            func()
+        except Exception:  # a broken broker connection must not turn a stop into a crash
+            LOG.exception("Failed to %s", what)
+
+    worker = threading.Thread(target=target, name="stop", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        LOG.warning("Gave up waiting to %s after %.0f s", what, timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

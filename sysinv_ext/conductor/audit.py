@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from oslo_log import log as logging
 
+from sysinv_ext.common.exception import SysinvExtException
 from sysinv_ext.conductor.kube import Node
 from sysinv_ext.db.api import LabelRecord
 
@@ -88,6 +89,8 @@ class AuditLoop:
         while not self.stop_event.is_set():
             try:
                 self._audit()
+            except SysinvExtException as err:  # Kubernetes or database unavailable: expected
+                LOG.warning("Label audit failed, retrying in %s s: %s", self.interval, err)
             except Exception:  # the audit must outlive any single failure
                 LOG.exception("Label audit failed; retrying in %s s", self.interval)
             if self.stop_event.wait(self.interval):

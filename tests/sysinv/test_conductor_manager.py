@@ -322,3 +322,32 @@ def test_conductor_restart_keeps_state(conductor_conf: cfg.ConfigOpts, fake_kube
     second.report(HOST_A, device_plugins=[])
     assert fake_kube.node_labels("worker-0") == {}
     second.engine.dispose()
+
+
+# -- the audit thread -----------------------------------------------------------------------
+
+
+def test_audit_loop_survives_failures_and_stops_on_event(caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    from sysinv_ext.conductor.audit import AuditLoop
+
+    calls: list[int] = []
+    third = threading.Event()
+
+    def audit() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise exception.KubeAPIError(action="list nodes", reason="HTTP 503")
+        if len(calls) == 2:
+            raise RuntimeError("unexpected")
+        third.set()
+
+    loop = AuditLoop(audit, interval=0.01)
+    loop.start()
+    assert third.wait(10)
+    loop.stop()
+    assert not loop.is_alive()
+    warnings = [r for r in caplog.records if "Label audit failed" in r.getMessage()]
+    assert [r.levelname for r in warnings] == ["WARNING", "ERROR"]
+    assert warnings[0].exc_info is None, "an expected failure is one line, no traceback"

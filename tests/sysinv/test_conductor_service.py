@@ -186,3 +186,26 @@ def test_service_labels_audits_restarts_and_stops(service: dict[str, Any], fake_
     log = conductor.log.read_text()
     assert "Traceback" not in log
     assert "serving topic {}".format(service["topic"]) in log
+
+
+@pytest.mark.slow
+def test_sigterm_while_broker_unreachable_exits_0(tmp_path: Path) -> None:
+    """oslo.messaging retries a refused broker forever inside start(); SIGTERM must still win."""
+    config = tmp_path / "conductor.conf"
+    log = tmp_path / "conductor.log"
+    config.write_text(
+        f"[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{rabbit_fake.free_port()}/\n"
+        f"log_file = {log}\n[conductor]\nstate_path = {tmp_path}/state\n"
+        f"enabled_kube_plugins = {tmp_path}/absent\n[kubernetes]\nkubeconfig = {tmp_path}/absent\n")
+    conductor = Conductor(config, log)
+    conductor.start()
+    try:
+        assert _wait_for(lambda: log.exists() and "Connection failed" in log.read_text(), timeout=60)
+        started = time.monotonic()
+        assert conductor.stop() == 0
+        assert time.monotonic() - started < 10
+        text = log.read_text()
+        assert "Traceback" not in text, "expected failures (no kubeconfig, no broker) are one line each"
+        assert "never connected to the broker" in text
+    finally:
+        conductor.kill()
