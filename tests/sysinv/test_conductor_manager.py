@@ -306,8 +306,12 @@ def test_renamed_node_is_found_again(manager: ConductorManager, fake_kube: FakeK
     assert fake_kube.node_labels("worker-0-new") == {"intelgpu": "enabled"}
 
 
-def test_conductor_restart_keeps_state(conductor_conf: cfg.ConfigOpts, fake_kube: FakeKubeAPI,
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_conductor_restart_keeps_state(database: str, request: pytest.FixtureRequest,
+                                       conductor_conf: cfg.ConfigOpts, fake_kube: FakeKubeAPI,
                                        write_plugins: Callable[[Any], Path]) -> None:
+    if database == "postgresql":
+        conductor_conf.set_override("connection", request.getfixturevalue("postgres_url"), "database")
     write_plugins(GPU_PLUGINS_2019)
     fake_kube.add_node("worker-0", HOST_A)
     first = make_manager(conductor_conf)
@@ -315,7 +319,7 @@ def test_conductor_restart_keeps_state(conductor_conf: cfg.ConfigOpts, fake_kube
     first.engine.dispose()
     fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
 
-    second = make_manager(conductor_conf)  # same [database]connection (SQLite under state_path)
+    second = make_manager(conductor_conf)  # same [database]connection
     assert [r.label_key for r in db_api.label_get_all(second.engine)] == ["intelgpu"]
     assert second.audit().patched == 1
     assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
