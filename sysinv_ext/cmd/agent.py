@@ -9,20 +9,19 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-import warnings
 from collections.abc import Sequence
 from types import FrameType
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
+# sysinv_ext.cmd (imported first) silences eventlet's import-time banner before oslo.messaging loads.
+from sysinv_ext.agent.manager import AgentManager
+from sysinv_ext.agent.udev import UdevWatcher
 from sysinv_ext.cmd import UsageError, parse_args, usage_exit
+from sysinv_ext.common import rpc
+from sysinv_ext.conductor.rpcapi import ConductorAPI
 from sysinv_ext.conf import agent as agent_conf
-
-# oslo.messaging 18 imports oslo.service/futurist, which import eventlet (never used here: no
-# monkey patching); eventlet then prints a deprecation Warning on stderr. Silence only that, and
-# import oslo.messaging users late (below) so the filter is in place first.
-warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 LOG = logging.getLogger(__name__)
 PROG = "sysinv-gpu-agent"
@@ -31,8 +30,6 @@ STOP_GRACE = 5.0
 
 
 def register(conf: cfg.ConfigOpts) -> None:
-    from sysinv_ext.common import rpc
-
     agent_conf.register_opts(conf)
     rpc.register_opts(conf)
 
@@ -45,11 +42,6 @@ class AgentService:
         self.stop_event = stop or threading.Event()
 
     def run(self) -> int:
-        from sysinv_ext.agent.manager import AgentManager
-        from sysinv_ext.agent.udev import UdevWatcher
-        from sysinv_ext.common import rpc
-        from sysinv_ext.conductor.rpcapi import ConductorAPI
-
         conf = self.conf
         transport = rpc.get_transport(conf)
         api = ConductorAPI(transport, conf.agent.conductor_topic, timeout=conf.agent.rpc_timeout,
