@@ -41,8 +41,12 @@ class AuditResult:
 
 
 def plan_audit(nodes: Mapping[str, Node], records: Iterable[LabelRecord],
-               enabled: Mapping[str, str]) -> AuditPlan:
-    """The changes that bring the nodes (by systemUUID) in line with the records."""
+               enabled: Mapping[str, str], *, forget_disabled: bool = True) -> AuditPlan:
+    """The changes that bring the nodes (by systemUUID) in line with the records.
+
+    With ``forget_disabled`` False (the plugins file is corrupt, so "not enabled" is not
+    trustworthy) records of plugins that are not enabled are kept, and left alone.
+    """
     patches: dict[str, dict[str, str]] = {}
     forget: list[LabelRecord] = []
     revalue: list[LabelRecord] = []
@@ -50,7 +54,8 @@ def plan_audit(nodes: Mapping[str, Node], records: Iterable[LabelRecord],
     for record in records:
         want = enabled.get(record.label_key)
         if want is None:
-            forget.append(record)
+            if forget_disabled:
+                forget.append(record)
             continue
         if record.label_value != want:
             revalue.append(record)

@@ -171,7 +171,8 @@ class ConductorManager:
         with self._lock:
             enabled = MappingProxyType(dict(self.plugins.current()))
             nodes = self._refresh_nodes()
-            plan = audit_mod.plan_audit(self._nodes, db_api.label_get_all(self.engine), enabled)
+            plan = audit_mod.plan_audit(self._nodes, db_api.label_get_all(self.engine), enabled,
+                                        forget_disabled=self.plugins.valid)
             for record in plan.forget:
                 LOG.info("Label %s of host %s: plugin no longer enabled, record dropped "
                          "(node left untouched)", record.label_key, record.host_uuid)

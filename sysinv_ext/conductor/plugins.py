@@ -133,6 +133,14 @@ class PluginsFile:
         self._stamp: FileStamp | None = None
         self._missing_logged = False
         self._labels: EnabledLabels = MappingProxyType({})
+        self._valid = True
+
+    @property
+    def valid(self) -> bool:
+        """False while the file on disk is corrupt (the labels in force are an older version,
+        or nothing at all if the file was corrupt from the start)."""
+        with self._lock:
+            return self._valid
 
     def current(self) -> EnabledLabels:
         """The enabled label key -> value mapping now (read-only)."""
@@ -144,7 +152,7 @@ class PluginsFile:
                     LOG.info("Enabled kube plugins file %s is absent: no device plugin is enabled",
                              self.path)
                     self._missing_logged = True
-                self._stamp, self._labels = None, MappingProxyType({})
+                self._stamp, self._labels, self._valid = None, MappingProxyType({}), True
                 return self._labels
             except OSError as err:
                 LOG.error("Cannot stat enabled kube plugins file %s: %s; keeping %s",
@@ -164,7 +172,9 @@ class PluginsFile:
         except (OSError, UnicodeDecodeError, ValueError) as err:
             error = exception.PluginsFileError(path=self.path, reason=str(err))
             LOG.error("%s; keeping the previous enabled plugins %s", error, dict(self._labels))
+            self._valid = False
             return
+        self._valid = True
         if labels != dict(self._labels):
             LOG.info("Enabled kube plugin labels from %s: %s", self.path, labels)
         self._labels = MappingProxyType(labels)

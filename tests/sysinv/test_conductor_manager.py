@@ -355,3 +355,22 @@ def test_audit_loop_survives_failures_and_stops_on_event(caplog: pytest.LogCaptu
     warnings = [r for r in caplog.records if "Label audit failed" in r.getMessage()]
     assert [r.levelname for r in warnings] == ["WARNING", "ERROR"]
     assert warnings[0].exc_info is None, "an expected failure is one line, no traceback"
+
+
+def test_restart_with_corrupt_plugins_file_forgets_nothing(
+        conductor_conf: cfg.ConfigOpts, fake_kube: FakeKubeAPI, write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    fake_kube.add_node("worker-0", HOST_A)
+    first = make_manager(conductor_conf)
+    first.report(HOST_A, device_plugins=["intelgpu"])
+    first.engine.dispose()
+    write_plugins('{"intel-gpu-plugin": ')  # corrupt before the restart: nothing known to be enabled
+    second = make_manager(conductor_conf)
+    result = second.audit()
+    assert result.forgotten == 0
+    assert [r.label_key for r in db_api.label_get_all(second.engine)] == ["intelgpu"]
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+    write_plugins(GPU_PLUGINS_2019)  # repaired: the record is in force again
+    fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
+    assert second.audit().patched == 1
+    second.engine.dispose()

@@ -127,3 +127,16 @@ def test_corrupt_file_keeps_previous_and_logs_once(tmp_path: Path, corrupt: str,
     assert str(path) in errors[0] and "keeping the previous" in errors[0]
     _write(path, [])
     assert dict(watcher.current()) == {}
+
+
+def test_valid_flag_tracks_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "enabled_kube_plugins"
+    watcher = PluginsFile(str(path))
+    watcher.current()
+    assert watcher.valid
+    _write(path, "{corrupt")
+    watcher.current()
+    assert not watcher.valid
+    _write(path, ["intelgpu"])
+    watcher.current()
+    assert watcher.valid
