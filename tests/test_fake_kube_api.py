@@ -166,6 +166,14 @@ def test_dropped_connection(api: FakeKubeAPI, core: client.CoreV1Api) -> None:
         core.list_node()
 
 
+def test_injected_delay(api: FakeKubeAPI, core: client.CoreV1Api) -> None:
+    api.add_node("n1", "U1")
+    api.inject_delay("GET", r"^/api/v1/nodes/n1$", seconds=1.0, times=4)  # urllib3 retries GETs 3 times
+    with pytest.raises(urllib3.exceptions.HTTPError, match="timed out"):
+        core.read_node("n1", _request_timeout=(1, 0.2))
+    assert core.read_node("n1", _request_timeout=(1, 5)).metadata.name == "n1"
+
+
 def test_patch_semantics_pure() -> None:
     current = {"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}}
     patched = merge_patch(current, {"spec": {"containers": [{"name": "b", "image": "2"}]}}, strategic=True)

@@ -179,7 +179,7 @@ def test_rerun_changes_nothing_and_disabling_removes_the_file(deployment: Deploy
 def test_check_mode_changes_nothing(tmp_path: Path) -> None:
     with ExitStack() as stack:
         apis = Servers(stack)
-        hosts = {"fresh": _case(tmp_path, apis, "fresh", import_plugins=True),
+        hosts = {"fresh": _case(tmp_path, apis, "fresh", import_plugins=True, kube_plugins=["intelgpu"]),
                  "disabling": _case(tmp_path, apis, "disabling")}
         _plugins_file(tmp_path, "disabling").write_text(json.dumps(DEFAULT_FILE))
         result = run_playbook(write_inventory(tmp_path / "inventory.yml", hosts), "--check", "--diff",
@@ -187,6 +187,7 @@ def test_check_mode_changes_nothing(tmp_path: Path) -> None:
         assert result.rc == 0, result.stdout[-3000:]
         assert result.recap["fresh"]["changed"] >= 2 and result.recap["disabling"]["changed"] == 1
         assert "-shared-dev-num=1" in result.stdout  # --diff shows the manifest it would write
+        assert '"intelgpu": "enabled"' in result.stdout  # list of label keys -> catalog label
         assert not _plugins_file(tmp_path, "fresh").exists()
         assert not (tmp_path / "fresh" / "manifests" / "intel-gpu-plugin.yaml").exists()
         assert _plugins_file(tmp_path, "disabling").exists()
