@@ -137,9 +137,21 @@ def bench_audit(b: Bench, nodes: int = 1000, drifted: int = 100) -> list[Result]
     steady_s = time.perf_counter() - t0
     if len(b.api.requests) != 1:
         raise RuntimeError(f"steady audit sent {len(b.api.requests)} requests")
+    for i in range(1, nodes + 1):  # every label gone (e.g. nodes re-created): worst case
+        node = b.api.get_node(f"audit-{i:04d}")
+        assert node is not None
+        node["metadata"]["labels"].pop("intelgpu", None)
+        b.api.put_object(node)
+    b.api.clear_records()
+    t0 = time.perf_counter()
+    result = b.manager.audit()
+    all_s = time.perf_counter() - t0
+    if result.patched != nodes or len(b.api.patches) != nodes:
+        raise RuntimeError(f"full audit: {len(b.api.patches)} PATCHes, result {result}")
     return [
         Result(SUITE, f"audit {nodes} nodes, {drifted} restored (1 LIST + {drifted} PATCH)",
                drift_s, "s", 2.0),
+        Result(SUITE, f"audit {nodes} nodes, all restored (1 LIST + {nodes} PATCH)", all_s, "s"),
         Result(SUITE, f"audit {nodes} nodes, nothing to do (1 LIST)", steady_s, "s", 2.0),
     ]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -28,6 +29,7 @@ from sysinv_ext.db import api as db_api
 LOG = logging.getLogger(__name__)
 
 MAX_REPORTED = 64
+AUDIT_PATCH_WORKERS = 8  # concurrent PATCHes while an audit restores labels
 _EXPECTED = (exception.InvalidPayload, exception.HostNotFound, exception.NodeNotFound,
              exception.KubeAPIError, exception.DatabaseError)
 
@@ -182,21 +184,37 @@ class ConductorManager:
                                     enabled[record.label_key])
             for host in plan.hosts_without_node:
                 LOG.warning("Label audit: no Kubernetes node has systemUUID %s; will retry", host)
-            by_name = {node.name: node for node in self._nodes.values()}
-            failed = 0
-            for name, labels in sorted(plan.patches.items()):
-                node = by_name[name]
-                LOG.info("Label audit: restoring %s on node %s", dict(labels), name)
-                try:
-                    self._patch(node, node.system_uuid, labels)
-                except (exception.KubeAPIError, exception.NodeNotFound) as err:
-                    failed += 1
-                    LOG.warning("Label audit: node %s not updated, will retry: %s", name, err)
+            failed = self._apply_patches(plan.patches)
             return audit_mod.AuditResult(nodes=nodes, patched=len(plan.patches) - failed,
                                          failed=failed, forgotten=len(plan.forget),
                                          hosts_without_node=len(plan.hosts_without_node))
 
     # -- internals (call with the lock held) ------------------------------------------------
+    def _apply_patches(self, patches: Mapping[str, Mapping[str, str]]) -> int:
+        """PATCH nodes concurrently (a few at a time); returns how many failed."""
+        by_name = {node.name: node for node in self._nodes.values()}
+        failed = 0
+        if not patches:
+            return 0
+        with ThreadPoolExecutor(max_workers=min(AUDIT_PATCH_WORKERS, len(patches)),
+                                thread_name_prefix="audit-patch") as pool:
+            futures = {}
+            for name, labels in sorted(patches.items()):
+                LOG.info("Label audit: restoring %s on node %s", dict(labels), name)
+                futures[pool.submit(self.kube.patch_node_labels, name, labels)] = by_name[name]
+            for future in as_completed(futures):
+                node = futures[future]
+                try:
+                    self._nodes[node.system_uuid] = future.result()
+                except exception.NodeNotFound as err:
+                    self._nodes.pop(node.system_uuid, None)
+                    failed += 1
+                    LOG.warning("Label audit: node %s not updated, will retry: %s", node.name, err)
+                except exception.KubeAPIError as err:
+                    failed += 1
+                    LOG.warning("Label audit: node %s not updated, will retry: %s", node.name, err)
+        return failed
+
     def _refresh_nodes(self) -> int:
         nodes = self.kube.list_nodes()
         self._nodes = index_by_system_uuid(nodes)
