@@ -374,3 +374,19 @@ def test_restart_with_corrupt_plugins_file_forgets_nothing(
     fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
     assert second.audit().patched == 1
     second.engine.dispose()
+
+
+def test_audit_failure_on_one_node_does_not_block_the_others(
+        manager: ConductorManager, fake_kube: FakeKubeAPI, write_plugins: Callable[[Any], Path]) -> None:
+    write_plugins(GPU_PLUGINS_2019)
+    hosts = [f"{i:08d}-0000-0000-0000-00000000000{i}" for i in range(3)]
+    for i, host in enumerate(hosts):
+        fake_kube.add_node(f"worker-{i}", host)
+        db_api.label_set(manager.engine, host, "intelgpu", "enabled")  # recorded, never applied
+    fake_kube.inject("PATCH", "/nodes/worker-1$", status=500, times=3)
+    result = manager.audit()
+    assert (result.patched, result.failed) == (2, 1)
+    assert [fake_kube.node_labels(f"worker-{i}") for i in range(3)] == [
+        {"intelgpu": "enabled"}, {}, {"intelgpu": "enabled"}]
+    assert manager.audit().patched == 1, "the next audit retries the failed node"
+    assert fake_kube.node_labels("worker-1") == {"intelgpu": "enabled"}
