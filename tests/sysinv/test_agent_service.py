@@ -119,7 +119,7 @@ def conductor(tmp_path: Path) -> Iterator[tuple[Recorder, str, str]]:
     server.start()
     yield recorder, exchange, topic
     rpc.stop_server(server)
-    rabbit.delete(queues=[topic], exchanges=[exchange])
+    rabbit.delete(queues=[topic, f"{topic}.c0"], exchanges=[exchange])
 
 
 @pytest.mark.rabbitmq

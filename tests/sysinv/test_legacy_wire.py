@@ -44,7 +44,7 @@ class Names:
 def names() -> Iterator[Names]:
     n = Names()
     yield n
-    rabbit.delete(queues=[n.topic], exchanges=[n.exchange])
+    rabbit.delete(queues=[n.topic, f"{n.topic}.ctl-0"], exchanges=[n.exchange])
 
 
 @pytest.fixture
