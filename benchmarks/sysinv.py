@@ -68,9 +68,6 @@ def _conf(tmp: Path, api: FakeKubeAPI, topic: str) -> cfg.ConfigOpts:
 @contextmanager
 def _bench(tmp: Path) -> Iterator[Bench]:
     api = FakeKubeAPI().start()
-    # the fake writes headers and body separately: without TCP_NODELAY each response would wait
-    # ~40 ms for the client's delayed ACK, which measures the fake, not the conductor.
-    api._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[union-attr]
     topic = "sysinv.conductor_manager.bench-" + uuid.uuid4().hex[:8]
     conf = _conf(tmp, api, topic)
     manager = ConductorManager(conf)

@@ -207,6 +207,9 @@ class FakeKubeAPI:
 def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes: without TCP_NODELAY every response
+        # waits ~40 ms for the client's delayed ACK
+        disable_nagle_algorithm = True
         timeout = 30
 
         def setup(self) -> None:

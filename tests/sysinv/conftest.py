@@ -67,9 +67,6 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
 @pytest.fixture
 def fake_kube() -> Iterator[FakeKubeAPI]:
     api = FakeKubeAPI().start()
-    # Headers and body leave the fake in two writes; without TCP_NODELAY every response waits
-    # for the client's delayed ACK (~40 ms). Only a speed concern, not a behaviour change.
-    api._httpd.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[union-attr]
     try:
         yield api
     finally:
