@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gpu_plugin import cards as gc
 from gpu_plugin import scan as gs
 from gpu_plugin.deviceplugin.api import DeviceInfo, DeviceSpec, Health, Mount
 from tests.fakes.sysfs import FakeSysfs
@@ -657,3 +658,31 @@ def test_sixteen_pfs_with_63_vfs_each(fake_sysfs: FakeSysfs) -> None:
     assert len(tree["i915"]) == 1008
     assert "card0-0" not in tree["i915"] and "card1-0" in tree["i915"] and "card1023-0" in tree["i915"]
     assert tree["i915"]["card65-0"].numa_nodes == (1,)
+
+
+def test_lexical_link_resolution_matches_normpath() -> None:
+    """The scan's fast symlink-target join gives os.path.normpath's answer, odd targets included."""
+    import itertools
+
+    parts = ["..", "a", ".", "", ".h", "0000:00:02.0"]
+    bases = {os.path.normpath(pre + "/".join(c)) for n in range(1, 4)
+             for c in itertools.product(parts, repeat=n) for pre in ("", "/", "//") if "/".join(c)}
+    targets = {t2 for n in range(1, 5) for c in itertools.product(parts, repeat=n)
+               for t in ["/".join(c)] if t for t2 in (t, "/" + t, t + "/")}
+    wrong = [(b, t) for b in bases for t in targets
+             if gc._follow(b, t) != os.path.normpath(os.path.join(b, t))]
+    assert wrong == []
+    assert gc._follow("/sys/class/drm", "../../devices/pci0000:00/0000:00:02.0/drm/card0") == \
+        "/sys/devices/pci0000:00/0000:00:02.0/drm/card0"
+
+
+@pytest.mark.parametrize("target,address", [
+    ("../../devices/pci0000:00/0000:00:02.0/drm/card0", "0000:00:02.0"),
+    ("../../devices/pci0000:00/0000:00:02.0/drm/card0/", None),
+    ("../../devices/platform/vgem/drm/card0", None),
+    ("0000:00:02.0", "0000:00:02.0"),
+    ("../../devices/pci0000:00/0000:00:02.0/xdrm/card0", None),
+])
+def test_pci_address_from_link_target(target: str, address: str | None) -> None:
+    """Upstream's pciAddressForCard: strip ``drm/<card>``, take the last element, check its form."""
+    assert gc._pci_address_from_target(target, "card0") == address
