@@ -8,8 +8,10 @@ ignored, as upstream does.  :class:`PolicyAllocator` plugs one into the framewor
 """
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from gpu_plugin.deviceplugin.api import AllocationError, DeviceID, ResourceType
 
@@ -54,18 +56,34 @@ def none(available: Sequence[str], must_include: Sequence[str], size: int) -> li
 
 
 def balanced(available: Sequence[str], must_include: Sequence[str], size: int) -> list[str]:
-    """One ID at a time from the GPU with the most free IDs (ties: lowest card name), lowest ID first."""
+    """One ID at a time from the GPU with the most free IDs (ties: lowest card name), lowest ID first.
+
+    Upstream rescans every card for each pick (O(size x cards)); a heap keyed by (-free IDs,
+    card rank) picks the same card in O(log cards), so the whole call is O(n log n).
+    """
     _check(available, size)
     per_card: dict[str, list[str]] = {}
     for device_id in available:
-        per_card.setdefault(_card(device_id), []).append(device_id)
-    for ids in per_card.values():
-        ids.sort()
+        card = device_id.split("-", 1)[0]
+        ids = per_card.get(card)
+        if ids is None:
+            per_card[card] = [device_id]
+        else:
+            ids.append(device_id)
     order = sorted(per_card)
+    queues = [per_card[card] for card in order]
+    for ids in queues:
+        ids.sort()
+    taken = [0] * len(queues)
+    heap = [(-len(ids), rank) for rank, ids in enumerate(queues)]
+    heapq.heapify(heap)
     selected: list[str] = []
     while len(selected) < size:
-        best = max(order, key=lambda card: (len(per_card[card]), -order.index(card)))
-        selected.append(per_card[best].pop(0))
+        neg_free, rank = heapq.heappop(heap)
+        selected.append(queues[rank][taken[rank]])
+        taken[rank] += 1
+        if neg_free + 1 < 0:
+            heapq.heappush(heap, (neg_free + 1, rank))
     return selected
 
 
@@ -89,8 +107,11 @@ class PolicyAllocator:
 
     def preferred_allocation(self, resource: ResourceType, available: Sequence[DeviceID],
                              must_include: Sequence[DeviceID], size: int) -> list[DeviceID]:
-        LOG.debug("%s: %s policy, available %s, must include %s, size %d",
-                  resource, self.name, list(available), list(must_include), size)
-        ids = [DeviceID(i) for i in self._policy(available, must_include, size)]
-        LOG.debug("%s: preferred %s", resource, ids)
+        debug = LOG.isEnabledFor(logging.DEBUG)
+        if debug:
+            LOG.debug("%s: %s policy, available %s, must include %s, size %d",
+                      resource, self.name, list(available), list(must_include), size)
+        ids = cast(list[DeviceID], self._policy(available, must_include, size))
+        if debug:
+            LOG.debug("%s: preferred %s", resource, ids)
         return ids

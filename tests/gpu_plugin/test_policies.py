@@ -114,3 +114,40 @@ def test_policy_allocator_wraps_a_policy() -> None:
     assert result == ["card0-0", "card1-0", "card2-0", "card3-0"]
     with pytest.raises(ValueError, match="unknown allocation policy 'spread'"):
         policies.PolicyAllocator("spread")
+
+
+def _upstream_balanced(available: list[str], size: int) -> list[str]:
+    """Line-by-line port of upstream's balancedPolicy loop (rescans every card per pick)."""
+    card: dict[str, list[str]] = {}
+    count: dict[str, int] = {}
+    for device_id in available:
+        dev = device_id.split("-")[0]
+        card.setdefault(dev, []).append(device_id)
+        count[dev] = count.get(dev, 0) + 1
+    index = sorted(count)
+    for key in index:
+        card[key].sort()
+    out: list[str] = []
+    while len(out) < size:
+        best, most = "", 0
+        for key in index:
+            if count[key] > most:
+                most, best = count[key], key
+        out.append(card[best].pop(0))
+        count[best] -= 1
+    return out
+
+
+def test_balanced_matches_upstream_loop_on_random_requests() -> None:
+    """The heap-based balanced policy picks exactly what upstream's O(size x cards) loop picks."""
+    import random
+
+    rng = random.Random(20261127)
+    for _ in range(300):
+        cards = rng.randint(1, 40)
+        picks = range(rng.randint(cards, 4 * cards))
+        available = list(dict.fromkeys(f"card{rng.randint(0, 99)}-{rng.randint(0, 15)}" for _ in picks))
+        rng.shuffle(available)
+        size = rng.randint(0, len(available))
+        assert policies.balanced(list(available), [], size) == _upstream_balanced(available, size), \
+            (available, size)
