@@ -57,6 +57,21 @@ def spec_text(kind: str, device: str, info: DeviceInfo) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a rewritten or replaced file apart: device, inode, size, mtime (ns)."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _read_spec(path: str) -> tuple[str, tuple[int, int, int, int]] | None:
+    """(text, identity) of an existing spec file; None if it can't be read."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            ident = _identity(os.fstat(f.fileno()))
+            return f.read(), ident
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 class CdiSpecWriter:
     """An :class:`~gpu_plugin.deviceplugin.api.Allocator` that writes the CDI specs of the allocated devices.
 
@@ -68,6 +83,11 @@ class CdiSpecWriter:
     def __init__(self, cdi_dir: str) -> None:
         self.cdi_dir = cdi_dir
         self._lock = threading.Lock()
+        #: CDI name -> (the DeviceInfo last written/verified, its spec text, the file's identity).
+        #: Lets a repeated Allocate of an unchanged device skip re-rendering and re-reading its
+        #: spec: one stat shows the file is still the one we wrote or read (rescans replace the
+        #: DeviceInfo objects, which renders the text again).
+        self._known: dict[str, tuple[DeviceInfo, str, tuple[int, int, int, int]]] = {}
 
     def allocate(self, resource: ResourceType, device_ids: Sequence[DeviceID],
                  tree: Mapping[DeviceID, DeviceInfo]) -> ContainerAllocation | None:
@@ -88,15 +108,23 @@ class CdiSpecWriter:
         if not kind or not device or "/" in device:
             LOG.error("CDI spec write failed: bad CDI device name %r", qualified_name)
             return False
-        text = spec_text(kind, device, info)
         path = os.path.join(self.cdi_dir, spec_file_name(kind, device))
         with self._lock:
-            try:
-                with open(path, encoding="utf-8") as f:
-                    if f.read() == text:
+            known = self._known.get(qualified_name)
+            if known is not None and known[0] is info:
+                text = known[1]
+                try:
+                    if _identity(os.stat(path)) == known[2]:
                         return True
-            except OSError:
-                pass
+                except OSError:
+                    pass
+            else:
+                text = spec_text(kind, device, info)
+            self._known.pop(qualified_name, None)
+            current = _read_spec(path)
+            if current is not None and current[0] == text:
+                self._known[qualified_name] = (info, text, current[1])
+                return True
             try:
                 os.makedirs(self.cdi_dir, mode=0o755, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.cdi_dir)
@@ -108,6 +136,7 @@ class CdiSpecWriter:
                 except BaseException:
                     os.unlink(tmp)
                     raise
+                self._known[qualified_name] = (info, text, _identity(os.stat(path)))
             except OSError as err:
                 LOG.error("CDI spec write failed for %s: %s", qualified_name, err)
                 return False

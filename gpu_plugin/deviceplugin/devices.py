@@ -15,6 +15,7 @@ from gpu_plugin.deviceplugin import api
 
 #: What kubelet sees of one device: (ID, health, NUMA nodes).
 Advertised = tuple[str, str, tuple[int, ...]]
+_MERGE_CACHE_SIZE = 1024
 
 
 def _natural_key(device_id: str) -> tuple[object, ...]:
@@ -74,6 +75,10 @@ class DeviceState:
         self._version = 0
         self._streams = 0
         self._closed = False
+        #: device IDs -> (the device map it was merged from, the merge): a repeated Allocate of
+        #: the same IDs returns the same object until update() replaces the map.
+        self._merged: dict[tuple[str, ...], tuple[dict[api.DeviceID, api.DeviceInfo],
+                                                  api.ContainerAllocation]] = {}
 
     # -- device map and ListAndWatch ---------------------------------------------------------
     def update(self, devices: Mapping[api.DeviceID, api.DeviceInfo]) -> bool:
@@ -153,7 +158,15 @@ class DeviceState:
             result = self._allocator.allocate(self.resource, ids, MappingProxyType(devices))
             if result is not None:
                 return result
-        return merge_allocation(infos)
+        key = tuple(device_ids)
+        cached = self._merged.get(key)
+        if cached is not None and cached[0] is devices:
+            return cached[1]
+        merged = merge_allocation(infos)
+        if len(self._merged) >= _MERGE_CACHE_SIZE:
+            self._merged.clear()
+        self._merged[key] = (devices, merged)
+        return merged
 
     def preferred(self, available: Sequence[str], must_include: Sequence[str], size: int) -> list[str]:
         """One container's preferred IDs: the plugin's policy, else must-include then first available."""

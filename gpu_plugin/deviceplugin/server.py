@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,6 +30,7 @@ LOG = logging.getLogger(__name__)
 
 KUBELET_SOCKET = "kubelet.sock"
 MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+_PB_CACHE_SIZE = 1024
 _CODES = {api.UnknownDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
           api.UnhealthyDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
           api.AllocationError: grpc.StatusCode.INVALID_ARGUMENT}
@@ -68,12 +69,65 @@ def _to_pb_devices(snapshot: Sequence[tuple[str, str, tuple[int, ...]]]) -> list
     return out
 
 
+class AllocationLog:
+    """The INFO line of each Allocate, rate-limited by a token bucket so a flood of calls can't
+    make logging the main cost of serving them.
+
+    Up to ``burst`` lines at once (every pod start of a busy node), refilled at ``rate`` per
+    second; past that a call is logged at DEBUG and the next INFO line says how many were.
+    """
+
+    def __init__(self, name: str, burst: int = 20, rate: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._name = name
+        self._burst = float(burst)
+        self._rate = rate
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def allocated(self, device_ids: Sequence[str]) -> None:
+        now = self._clock()
+        with self._lock:
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            info = self._tokens >= 1.0
+            if info:
+                self._tokens -= 1.0
+                suppressed, self._suppressed = self._suppressed, 0
+            else:
+                self._suppressed += 1
+        if info and suppressed:
+            LOG.info("%s: allocated %s (%d earlier Allocate calls logged at DEBUG only: rate limit)",
+                     self._name, ",".join(device_ids), suppressed)
+        elif info:
+            LOG.info("%s: allocated %s", self._name, ",".join(device_ids))
+        else:
+            LOG.debug("%s: allocated %s", self._name, ",".join(device_ids))
+
+
 class _Servicer(pb_grpc.DevicePluginServicer):
     """kubelet's DevicePlugin service over one resource's ``DeviceState``."""
 
     def __init__(self, state: DeviceState, name: str) -> None:
         self._state = state
         self._name = name
+        self._log = AllocationLog(name)
+        #: The protobuf form of the last allocations (keyed by object identity: DeviceState
+        #: returns the same ContainerAllocation object while the devices are unchanged).
+        self._pb_cache: dict[int, tuple[api.ContainerAllocation, pb.ContainerAllocateResponse]] = {}
+
+    def _to_pb(self, alloc: api.ContainerAllocation) -> pb.ContainerAllocateResponse:
+        cached = self._pb_cache.get(id(alloc))
+        if cached is not None and cached[0] is alloc:
+            return cached[1]
+        message = _to_pb_allocation(alloc)
+        if len(self._pb_cache) >= _PB_CACHE_SIZE:
+            self._pb_cache.clear()
+        self._pb_cache[id(alloc)] = (alloc, message)
+        return message
 
     def _abort(self, context: grpc.ServicerContext, err: Exception) -> NoReturn:
         if isinstance(err, api.DevicePluginError):
@@ -111,8 +165,8 @@ class _Servicer(pb_grpc.DevicePluginServicer):
                 alloc = self._state.allocate(list(creq.devices_ids))
             except Exception as err:  # noqa: BLE001 - mapped to a gRPC status, server keeps serving
                 self._abort(context, err)
-            LOG.info("%s: allocated %s", self._name, ",".join(creq.devices_ids))
-            responses.append(_to_pb_allocation(alloc))
+            self._log.allocated(creq.devices_ids)
+            responses.append(self._to_pb(alloc))
         return pb.AllocateResponse(container_responses=responses)
 
     def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,

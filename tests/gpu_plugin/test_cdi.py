@@ -128,3 +128,39 @@ def test_failed_write_drops_only_that_cdi_name(
     assert [d.container_path for d in alloc.devices] == ["/dev/dri/card0", "/dev/dri/renderD128"]
     assert len(alloc.mounts) == 2
     assert "CDI spec write failed for intel.cdi.k8s.io/gpu=card0" in caplog.text
+
+
+@pytest.mark.parametrize("tamper", ["delete", "edit", "replace"])
+def test_spec_changed_behind_our_back_is_written_again(
+    tmp_path: Path, tree: dict[DeviceID, DeviceInfo], tamper: str
+) -> None:
+    """Repeated Allocates of an unchanged device skip re-reading its spec only while the file is
+    the one written; deleted, edited in place or replaced, it is rewritten on the next Allocate."""
+    writer = CdiSpecWriter(str(tmp_path / "cdi"))
+    ids = [DeviceID("card0-0")]
+    path = tmp_path / "cdi" / "intel.cdi.k8s.io-gpu-card0.yaml"
+    assert writer.allocate(I915, ids, tree) is None
+    good = path.read_text()
+    assert writer.allocate(I915, ids, tree) is None  # cached: same DeviceInfo, same file
+    if tamper == "delete":
+        path.unlink()
+    elif tamper == "edit":
+        mtime = path.stat().st_mtime_ns
+        with open(path, "r+", encoding="utf-8") as f:
+            f.write("#" * 20)  # same size, in place ...
+        os.utime(path, ns=(mtime, mtime + 1_000_000_000))  # ... a moment later (coarse kernel clocks)
+    else:
+        other = tmp_path / "cdi" / "other"
+        other.write_text("cdiVersion: \"0.5.0\"\n")
+        os.replace(other, path)
+    assert writer.allocate(I915, ids, tree) is None
+    assert path.read_text() == good
+    assert sorted(os.listdir(tmp_path / "cdi")) == ["intel.cdi.k8s.io-gpu-card0.yaml"]
+
+
+def test_undecodable_spec_is_replaced(tmp_path: Path, tree: dict[DeviceID, DeviceInfo]) -> None:
+    (tmp_path / "cdi").mkdir()
+    path = tmp_path / "cdi" / "intel.cdi.k8s.io-gpu-card0.yaml"
+    path.write_bytes(b"\xff\xfe not utf-8")
+    assert CdiSpecWriter(str(tmp_path / "cdi")).allocate(I915, [DeviceID("card0-0")], tree) is None
+    assert yaml.safe_load(path.read_text())["devices"][0]["name"] == "card0"

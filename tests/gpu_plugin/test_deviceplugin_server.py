@@ -20,7 +20,7 @@ import pytest
 from gpu_plugin.deviceplugin import api
 from gpu_plugin.deviceplugin._api import api_pb2_grpc as pb_grpc
 from gpu_plugin.deviceplugin.devices import DeviceState
-from gpu_plugin.deviceplugin.server import DevicePluginServer
+from gpu_plugin.deviceplugin.server import AllocationLog, DevicePluginServer
 from gpu_plugin.deviceplugin.watch import ANY, Backoff, DirWatcher
 from tests.fakes.kubelet import FakeKubelet, PluginClient
 
@@ -425,3 +425,41 @@ def test_backoff_doubles_and_caps() -> None:
     assert [backoff.next() for _ in range(5)] == [0.1, 0.2, 0.4, 0.5, 0.5]
     backoff.reset()
     assert backoff.next() == 0.1
+
+
+def test_repeated_allocate_follows_device_updates(kubelet: FakeKubelet, make_server) -> None:
+    """Allocate answers are reused only while the device map is unchanged: after update() the
+    same IDs get the new nodes (also when the new map is equal but freshly built)."""
+    server = make_server({"a": api.DeviceInfo(nodes=(api.DeviceSpec("/dev/dri/card0", "/old/card0"),))})
+    kubelet.wait_for_registration(RES)
+    with kubelet.client(RES) as client:
+        for _ in range(3):
+            (resp,) = client.allocate(["a"]).container_responses
+            assert [d.host_path for d in resp.devices] == ["/old/card0"]
+        server.update({"a": api.DeviceInfo(nodes=(api.DeviceSpec("/dev/dri/card0", "/new/card0"),))})
+        for _ in range(2):
+            (resp,) = client.allocate(["a"]).container_responses
+            assert [d.host_path for d in resp.devices] == ["/new/card0"]
+        (resp,) = client.allocate(["a", "a"]).container_responses
+        assert [d.host_path for d in resp.devices] == ["/new/card0"]
+
+
+def test_allocation_log_is_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    """Each Allocate is one log line: INFO for a burst, then DEBUG; the next INFO line counts them."""
+    now = [100.0]
+    log = AllocationLog("gpu.intel.com/i915", burst=3, rate=1.0, clock=lambda: now[0])
+    with caplog.at_level("DEBUG", logger="gpu_plugin.deviceplugin.server"):
+        for n in range(5):
+            log.allocated([f"card{n}-0"])
+        now[0] += 1.0  # one token back
+        log.allocated(["card9-0", "card9-1"])
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("INFO", "gpu.intel.com/i915: allocated card0-0"),
+        ("INFO", "gpu.intel.com/i915: allocated card1-0"),
+        ("INFO", "gpu.intel.com/i915: allocated card2-0"),
+        ("DEBUG", "gpu.intel.com/i915: allocated card3-0"),
+        ("DEBUG", "gpu.intel.com/i915: allocated card4-0"),
+        ("INFO", "gpu.intel.com/i915: allocated card9-0,card9-1 "
+                 "(2 earlier Allocate calls logged at DEBUG only: rate limit)"),
+    ]
