@@ -1,7 +1,6 @@
-"""One kubelet device-plugin gRPC server per resource type, with registration and restarts.
+"""The lifecycle of one resource's device-plugin server: serve, register, re-serve.
 
-The only module that touches gRPC and the generated kubelet stubs: it converts the plain
-dataclasses of ``api.py`` to protobuf, serves ``<namespace>-<type>.sock`` in the kubelet dir,
+Serves ``<namespace>-<type>.sock`` in the kubelet dir (service in ``servicer.py``),
 registers with kubelet (retrying with backoff), and serves + registers again when kubelet
 wipes the dir or re-creates ``kubelet.sock`` (see ``watch.py``).
 """
@@ -13,10 +12,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
 
 import grpc
 
@@ -24,16 +22,13 @@ from gpu_plugin.deviceplugin import api
 from gpu_plugin.deviceplugin._api import api_pb2 as pb
 from gpu_plugin.deviceplugin._api import api_pb2_grpc as pb_grpc
 from gpu_plugin.deviceplugin.devices import DeviceState
+from gpu_plugin.deviceplugin.server.servicer import Servicer, options
 from gpu_plugin.deviceplugin.watch import ANY, Backoff, DirWatcher, file_identity
 
 LOG = logging.getLogger(__name__)
 
 KUBELET_SOCKET = "kubelet.sock"
 MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
-_PB_CACHE_SIZE = 1024
-_CODES = {api.UnknownDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
-          api.UnhealthyDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
-          api.AllocationError: grpc.StatusCode.INVALID_ARGUMENT}
 
 
 def socket_is_live(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
@@ -49,147 +44,6 @@ def socket_is_live(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
         return False
     finally:
         sock.close()
-
-
-def _to_pb_allocation(alloc: api.ContainerAllocation) -> pb.ContainerAllocateResponse:
-    return pb.ContainerAllocateResponse(
-        envs=dict(alloc.envs), annotations=dict(alloc.annotations),
-        mounts=[pb.Mount(container_path=m.container_path, host_path=m.host_path, read_only=m.read_only)
-                for m in alloc.mounts],
-        devices=[pb.DeviceSpec(container_path=d.container_path, host_path=d.host_path,
-                               permissions=d.permissions) for d in alloc.devices],
-        cdi_devices=[pb.CDIDevice(name=name) for name in alloc.cdi_devices])
-
-
-def _to_pb_devices(snapshot: Sequence[tuple[str, str, tuple[int, ...]]]) -> list[pb.Device]:
-    out = []
-    for dev_id, health, numa in snapshot:
-        topology = pb.TopologyInfo(nodes=[pb.NUMANode(ID=n) for n in numa]) if numa else None
-        out.append(pb.Device(ID=dev_id, health=health, topology=topology))
-    return out
-
-
-class AllocationLog:
-    """The INFO line of each Allocate, rate-limited by a token bucket so a flood of calls can't
-    make logging the main cost of serving them.
-
-    Up to ``burst`` lines at once (every pod start of a busy node), refilled at ``rate`` per
-    second; past that a call is logged at DEBUG and the next INFO line says how many were.
-    """
-
-    def __init__(self, name: str, burst: int = 20, rate: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._name = name
-        self._burst = float(burst)
-        self._rate = rate
-        self._clock = clock
-        self._tokens = float(burst)
-        self._stamp = clock()
-        self._suppressed = 0
-        self._lock = threading.Lock()
-
-    def allocated(self, device_ids: Sequence[str]) -> None:
-        now = self._clock()
-        with self._lock:
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            info = self._tokens >= 1.0
-            if info:
-                self._tokens -= 1.0
-                suppressed, self._suppressed = self._suppressed, 0
-            else:
-                self._suppressed += 1
-        if info and suppressed:
-            LOG.info("%s: allocated %s (%d earlier Allocate calls logged at DEBUG only: rate limit)",
-                     self._name, ",".join(device_ids), suppressed)
-        elif info:
-            LOG.info("%s: allocated %s", self._name, ",".join(device_ids))
-        else:
-            LOG.debug("%s: allocated %s", self._name, ",".join(device_ids))
-
-
-class _Servicer(pb_grpc.DevicePluginServicer):
-    """kubelet's DevicePlugin service over one resource's ``DeviceState``."""
-
-    def __init__(self, state: DeviceState, name: str) -> None:
-        self._state = state
-        self._name = name
-        self._log = AllocationLog(name)
-        #: The protobuf form of the last allocations (keyed by object identity: DeviceState
-        #: returns the same ContainerAllocation object while the devices are unchanged).
-        self._pb_cache: dict[int, tuple[api.ContainerAllocation, pb.ContainerAllocateResponse]] = {}
-
-    def _to_pb(self, alloc: api.ContainerAllocation) -> pb.ContainerAllocateResponse:
-        cached = self._pb_cache.get(id(alloc))
-        if cached is not None and cached[0] is alloc:
-            return cached[1]
-        message = _to_pb_allocation(alloc)
-        if len(self._pb_cache) >= _PB_CACHE_SIZE:
-            self._pb_cache.clear()
-        self._pb_cache[id(alloc)] = (alloc, message)
-        return message
-
-    def _abort(self, context: grpc.ServicerContext, err: Exception) -> NoReturn:
-        if isinstance(err, api.DevicePluginError):
-            LOG.warning("%s: request refused: %s", self._name, err)
-            context.abort(_CODES.get(type(err), grpc.StatusCode.INVALID_ARGUMENT), str(err))
-        LOG.error("%s: request failed: %r", self._name, err, exc_info=err)
-        context.abort(grpc.StatusCode.INTERNAL, f"{self._name}: internal error: {err}")
-        raise AssertionError("context.abort returned")  # pragma: no cover
-
-    def GetDevicePluginOptions(self, request: pb.Empty, context: grpc.ServicerContext) -> Any:
-        return options()
-
-    def ListAndWatch(self, request: pb.Empty, context: grpc.ServicerContext) -> Any:
-        if not self._state.open_stream():
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self._name}: too many ListAndWatch streams")
-        context.add_callback(self._state.wake)
-        LOG.debug("%s: ListAndWatch stream opened", self._name)
-        try:
-            sent = -1
-            while True:
-                update = self._state.wait_change(sent, context.is_active)
-                if update is None:
-                    return
-                sent, snapshot = update
-                LOG.debug("%s: sending %d devices to kubelet", self._name, len(snapshot))
-                yield pb.ListAndWatchResponse(devices=_to_pb_devices(snapshot))
-        finally:
-            self._state.close_stream()
-            LOG.debug("%s: ListAndWatch stream closed", self._name)
-
-    def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> Any:
-        responses = []
-        for creq in request.container_requests:
-            try:
-                alloc = self._state.allocate(list(creq.devices_ids))
-            except Exception as err:  # noqa: BLE001 - mapped to a gRPC status, server keeps serving
-                self._abort(context, err)
-            self._log.allocated(creq.devices_ids)
-            responses.append(self._to_pb(alloc))
-        return pb.AllocateResponse(container_responses=responses)
-
-    def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
-                               context: grpc.ServicerContext) -> Any:
-        responses = []
-        for creq in request.container_requests:
-            try:
-                ids = self._state.preferred(list(creq.available_deviceIDs),
-                                            list(creq.must_include_deviceIDs), creq.allocation_size)
-            except Exception as err:  # noqa: BLE001 - mapped to a gRPC status, server keeps serving
-                self._abort(context, err)
-            responses.append(pb.ContainerPreferredAllocationResponse(deviceIDs=ids))
-        return pb.PreferredAllocationResponse(container_responses=responses)
-
-    def PreStartContainer(self, request: pb.PreStartContainerRequest, context: grpc.ServicerContext) -> Any:
-        context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                      f"{self._name}: PreStartContainer() should not be called as this device plugin "
-                      "doesn't implement it")
-
-
-def options() -> pb.DevicePluginOptions:
-    """The options advertised in RegisterRequest and GetDevicePluginOptions (as upstream)."""
-    return pb.DevicePluginOptions(pre_start_required=False, get_preferred_allocation_available=True)
 
 
 class DevicePluginServer:
@@ -290,7 +144,7 @@ class DevicePluginServer:
             raise api.DevicePluginError(f"{self._name}: cannot remove stale socket: {err}") from err
         server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix=f"dp-{self.endpoint}"),
                              options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_DevicePluginServicer_to_server(_Servicer(self._state, self._name), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_DevicePluginServicer_to_server(Servicer(self._state, self._name), server)  # type: ignore[no-untyped-call]
         try:
             server.add_insecure_port(f"unix:{path}")
             os.chmod(path, 0o600)
