@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gpu_plugin.levelzero import ZE_ERROR_UNKNOWN, Health, describe, sources
+from gpu_plugin.levelzero import ZE_ERROR_UNKNOWN, Health, describe, ze_ctypes
 from gpu_plugin.levelzero._api import levelzero_pb2 as pb
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as pb_grpc
 from gpu_plugin.levelzero.server import SocketInUseError, serve
@@ -311,13 +311,14 @@ def fake_loader(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_ctypes_layouts_match_c(fake_loader: str) -> None:
     lib = ctypes.CDLL(os.path.join(fake_loader, "libze_loader.so.1"))
     layout = list((ctypes.c_uint64 * 14).in_dll(lib, "fake_layout"))
-    ours = [ctypes.sizeof(sources._PciProperties), sources._PciProperties.address.offset,
-            sources._PciProperties.haveReplayCounters.offset,
-            ctypes.sizeof(sources._PciState), sources._PciState.qualityIssues.offset,
-            sources._PciState.speed.offset,
-            ctypes.sizeof(sources._MemState), sources._MemState.health.offset, sources._MemState.size.offset,
-            ctypes.sizeof(sources._TempProperties), sources._TempProperties.type.offset,
-            sources._TempProperties.subdeviceId.offset, sources._TempProperties.maxTemperature.offset,
+    ours = [ctypes.sizeof(ze_ctypes._PciProperties), ze_ctypes._PciProperties.address.offset,
+            ze_ctypes._PciProperties.haveReplayCounters.offset,
+            ctypes.sizeof(ze_ctypes._PciState), ze_ctypes._PciState.qualityIssues.offset,
+            ze_ctypes._PciState.speed.offset,
+            ctypes.sizeof(ze_ctypes._MemState), ze_ctypes._MemState.health.offset,
+            ze_ctypes._MemState.size.offset,
+            ctypes.sizeof(ze_ctypes._TempProperties), ze_ctypes._TempProperties.type.offset,
+            ze_ctypes._TempProperties.subdeviceId.offset, ze_ctypes._TempProperties.maxTemperature.offset,
             5 * ctypes.sizeof(ctypes.c_uint32)]  # LevelZeroSource.indices reads vendorId as props[5]
     assert ours == layout
 
