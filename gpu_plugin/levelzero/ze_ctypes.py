@@ -1,8 +1,8 @@
 """The Level Zero loader (libze_loader.so.1) through ctypes: upstream's zes.c in Python.
 
-zes* Sysman calls with struct layouts from zes_api.h v1.x (sizes/offsets pinned by
-test_levelzero.py against a C build of the headers' layout).  Used by ``sources.py`` only
-when the loader loads and initializes; not exercised with a real GPU here (none on CI).
+zes* Sysman calls with struct layouts from zes_api.h v1.x (sizes/offsets compared by
+test_levelzero.py with a fake loader written in C, compiled in the test).  Used by
+``sources.py`` only when the loader initializes; never run against a real GPU here.
 """
 from __future__ import annotations
 
