@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from gpu_plugin.cards import (  # noqa: F401 - re-exported: the public discovery API lives here
+from gpu_plugin.cards import (  # re-exported (__all__): the public discovery API lives here
     DEFAULT_DRIVER,
     DRIVER_I915,
     DRIVER_XE,
@@ -51,6 +51,7 @@ PCI_ID_RE = re.compile(r"^0x[0-9a-f]{4}$")
 __all__ = [
     "ScanOptions", "GpuCard", "discover_cards", "device_tree", "scan", "pci_address_for_card",
     "bypath_mounts", "mei_nodes", "card_number", "parse_pci_ids", "InvalidPciIdError",
+    "VENDOR_INTEL", "DRIVER_I915", "DRIVER_XE", "DEFAULT_DRIVER", "KNOWN_DRIVERS",
 ]
 
 
