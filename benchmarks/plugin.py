@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.common import Result, median, percentile
+from gpu_plugin import policies
 from gpu_plugin import scan as gpuscan
 from gpu_plugin.deviceplugin._api import api_pb2 as pb
 from tests.fakes.kubelet import FakeKubelet, PluginClient
@@ -53,7 +54,12 @@ def bench_scan(tmp: Path, fake: FakeSysfs) -> list[Result]:
     if count != 16 * 63:
         raise RuntimeError(f"fake tree advertises {count} devices, expected {16 * 63}")
     samples = _clock(lambda: gpuscan.scan(fake.sysfs_root, fake.devfs_root), 7)
-    return [Result(SUITE, "full scan, 16 PFs x 63 VFs (1,008 devices), median", median(samples), "ms", 150)]
+    cards = gpuscan.discover_cards(fake.sysfs_root)
+    discovery = _clock(lambda: gpuscan.discover_cards(fake.sysfs_root), 7)
+    building = _clock(lambda: gpuscan.device_tree(cards, fake.devfs_root, gpuscan.ScanOptions()), 7)
+    return [Result(SUITE, "full scan, 16 PFs x 63 VFs (1,008 devices), median", median(samples), "ms", 150),
+            Result(SUITE, "  of which: card discovery (sysfs reads), median", median(discovery), "ms"),
+            Result(SUITE, "  of which: device tree building, median", median(building), "ms")]
 
 
 class PluginProcess:
@@ -190,8 +196,10 @@ def bench_preferred(tmp: Path) -> list[Result]:
             if len({d.split("-")[0] for d in got}) != 8:
                 raise RuntimeError(f"balanced policy did not spread: {got}")
             samples = _clock(lambda: client.preferred(ids, [], 8), 500)
+    alone = _clock(lambda: policies.balanced(ids, [], 8), 500)
     return [Result(SUITE, "GetPreferredAllocation, 512 IDs (64 cards x 8), balanced, p50",
-                   percentile(samples, 50), "ms", 2)]
+                   percentile(samples, 50), "ms", 2),
+            Result(SUITE, "  of which: balanced policy alone (in process), p50", percentile(alone, 50), "ms")]
 
 
 def bench_hotplug(tmp: Path) -> list[Result]:
