@@ -50,5 +50,6 @@ def format_table(results: list[Result]) -> str:
     for r in results:
         target = "-" if r.target is None else f"{r.target:g} {r.unit}"
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
-        lines.append(f"{r.suite:<8} {r.name:<52} {r.value:>9.3f} {r.unit:<2} {target:>12} {ratio:>7}  {r.verdict}")
+        lines.append(f"{r.suite:<8} {r.name:<52} {r.value:>9.3f} {r.unit:<2} "
+                     f"{target:>12} {ratio:>7}  {r.verdict}")
     return "\n".join(lines)

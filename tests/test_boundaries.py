@@ -60,7 +60,7 @@ def _matches(name: str, prefix: str) -> bool:
 # (rule id, which importing modules it applies to, forbidden import prefixes, allowed importers)
 RULES = [
     ("scan-and-policies-know-no-grpc",
-     lambda m: m in ("gpu_plugin.scan", "gpu_plugin.policies"),
+     lambda m: m in ("gpu_plugin.scan", "gpu_plugin.cards", "gpu_plugin.policies"),
      ("grpc", "gpu_plugin.deviceplugin._api", "google.protobuf"), ()),
     ("kubelet-stubs-only-in-framework-server",
      lambda m: _matches(m, "gpu_plugin"),
