@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = (
     "gpu_plugin/deviceplugin/_api/api.proto",
     "gpu_plugin/levelzero/_api/levelzero.proto",
+    "gpu_plugin/rm/_api/api.proto",
+    "gpu_plugin/xpumd/_api/deviceinfo.proto",
 )
 
 

@@ -1,0 +1,1 @@
+"""Health from the XPU Manager daemon (xpumd) for -xpumd-endpoint, as upstream's xpumdservice."""
