@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
 EXIT_USAGE = 2
+LOG = logging.getLogger(__name__)
 
 # oslo.messaging still imports oslo.service's eventlet backend module (never used: we run
 # threads and never monkey-patch); its import-time deprecation banner would break the
@@ -66,3 +70,16 @@ def _check_values(conf: cfg.ConfigOpts) -> None:
 def usage_exit(error: UsageError) -> int:
     print(str(error), file=sys.stderr)
     return EXIT_USAGE
+
+
+def stop_on_signals() -> threading.Event:
+    """An Event set by SIGTERM or SIGINT: the services' main loops wait on it (main thread only)."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("Received signal %d", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    return stop

@@ -6,11 +6,9 @@ thread. SIGTERM or SIGINT stop it; only the main thread decides the exit code.
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -18,7 +16,7 @@ from oslo_log import log as logging
 # sysinv_ext.cmd (imported first) silences eventlet's import-time banner before oslo.messaging loads.
 from sysinv_ext.agent.manager import AgentManager
 from sysinv_ext.agent.udev import UdevWatcher
-from sysinv_ext.cmd import UsageError, parse_args, usage_exit
+from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
 from sysinv_ext.common import rpc
 from sysinv_ext.conductor.rpcapi import ConductorAPI
 from sysinv_ext.conf import agent as agent_conf
@@ -80,14 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_args(conf, argv, prog=PROG, project=PROJECT, register=register)
     except UsageError as err:
         return usage_exit(err)
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        LOG.info("Received signal %d", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
     return AgentService(conf, stop).run()
 
 

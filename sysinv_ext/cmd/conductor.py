@@ -7,16 +7,14 @@ everything cleanly; only the main thread decides the exit code.
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.cmd import UsageError, parse_args, usage_exit
+from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
 from sysinv_ext.common import exception
 from sysinv_ext.conf import register_conductor_opts
 from sysinv_ext.conf.conductor import database_url
@@ -135,14 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_args(conf, argv, prog=PROG, project=PROJECT, register=register)
     except UsageError as err:
         return usage_exit(err)
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        LOG.info("Received signal %d", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop = stop_on_signals()
     try:
         return ConductorService(conf, stop).run()
     except exception.SysinvExtException as err:
