@@ -45,7 +45,8 @@ def flagset() -> FlagSet:
     f.bool("enable-monitoring", False, "whether to enable monitoring (= all GPUs) resource(s)")
     f.string("monitoring-mode", "split", "monitoring resource mode: split (per driver) or single")
     f.bool("health-management", False, "enable Level-Zero sidecar based GPU health management")
-    f.string("xpumd-endpoint", "", "xpumd health service socket (not implemented here; see README)")
+    f.string("xpumd-endpoint", "", "enable xpumd based health management: unix socket path of the xpumd "
+             "health service (e.g. /run/xpumd/intelxpuinfo.sock)")
     f.string("bypath", "single", "DRI device 'by-path/' directory mounting options: single, none, all")
     f.bool("wsl", False, "scan for / use WSL devices")
     f.int("shared-dev-num", 1, "number of containers sharing the same GPU device")
@@ -85,6 +86,7 @@ class Options:
     wsl: bool
     levelzero_socket: str
     health_management: bool
+    xpumd_endpoint: str  #: "" = off; else xpumd's health socket (instead of the Level-Zero sidecar)
     temp_limits: tuple[int, int, int]  #: global, gpu, memory (°C)
     verbosity: int
 
@@ -138,8 +140,8 @@ def _check_args(v: ParsedFlags) -> None:
         for name in ("temp-limit", "gpu-temp-limit", "memory-temp-limit"):
             if v[name] != DEFAULT_TEMP_LIMIT:
                 raise UsageError(name, "temperature limits do not work with xpumd health source")
-        raise UsageError("xpumd-endpoint", "the xpumd health source is not implemented here; "
-                         "use -health-management (Level-Zero sidecar)")
+        if len(os.fsencode(v["xpumd-endpoint"])) > 107:
+            raise UsageError("xpumd-endpoint", "unix socket path longer than 107 bytes")
     if not v["scan-interval"] > 0:
         raise UsageError("scan-interval", f"must be a positive number of seconds (got {v['scan-interval']})")
     if v["resource-manager"]:
@@ -174,6 +176,7 @@ def parse(argv: Sequence[str]) -> Options:
         sysfs_root=sysfs_root, devfs_root=devfs_root, kubelet_dir=v["kubelet-dir"], cdi_dir=v["cdi-dir"],
         scan=scan_options, allocation_policy=v["allocation-policy"], scan_interval=v["scan-interval"],
         wsl=v["wsl"], levelzero_socket=v["levelzero-socket"], health_management=v["health-management"],
+        xpumd_endpoint=v["xpumd-endpoint"],
         temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"])
 
 
@@ -199,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gpu_plugin.deviceplugin.api import ScannerError
     from gpu_plugin.health import LevelZeroHealth, TempLimits
     from gpu_plugin.plugin import PluginConfig, build_manager
+    from gpu_plugin.xpumd import XpumdHealth
 
     stop = threading.Event()
 
@@ -214,8 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         scan_interval=options.scan_interval, wsl=options.wsl, levelzero_socket=options.levelzero_socket)
     LOG.info("GPU device plugin started with %s preferred allocation policy (sysfs %s, devfs %s)",
              config.allocation_policy, config.sysfs_root, config.devfs_root)
-    health = None
-    if options.health_management:
+    health: LevelZeroHealth | XpumdHealth | None = None
+    if options.xpumd_endpoint:  # upstream: xpumd wins over Level-Zero (they are exclusive anyway)
+        LOG.info("xpumd health source requested: %s", options.xpumd_endpoint)
+        health = XpumdHealth(options.xpumd_endpoint).start()
+    elif options.health_management:
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
         glob, gpu, memory = options.temp_limits
         health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=memory))
