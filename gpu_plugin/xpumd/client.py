@@ -52,7 +52,6 @@ class Timing:
     connect_attempt_interval: float = 10.0  #: upstream connectAttemptInterval (s)
     arbitrary_error_delay: float = 5.0     #: upstream arbitraryErrorDelay (s)
     max_arbitrary_errors: int = 5          #: upstream maxArbitraryErrors
-    connect_timeout: float = 2.0           #: ours: how long one attempt waits for the connection
     backoff_cap: float = 300.0             #: ours: longest wait once upstream's limits are exhausted
 
 
@@ -129,7 +128,7 @@ class XpumdService:
             stub = pb_grpc.DeviceInfoStub(channel)  # type: ignore[no-untyped-call]
             while not self._stop.is_set():
                 try:
-                    self._round(channel, stub)
+                    self._round(stub)
                 except Exception:  # a long-running listener never dies: log, wait, go on
                     LOG.exception("xpumd: unexpected listener error; retrying")
                     self._stop.wait(self.timing.arbitrary_error_delay)
@@ -143,16 +142,8 @@ class XpumdService:
         if pending is not None and self._stop.is_set():
             pending.cancel()
 
-    def _round(self, channel: grpc.Channel, stub: pb_grpc.DeviceInfoStub) -> None:
-        ready = grpc.channel_ready_future(channel)
-        self._track(ready)
-        try:
-            ready.result(timeout=self.timing.connect_timeout)
-        except (grpc.FutureTimeoutError, grpc.FutureCancelledError):
-            self._connect_failed("not reachable")
-            return
-        finally:
-            self._track(None)
+    def _round(self, stub: pb_grpc.DeviceInfoStub) -> None:
+        # Fail-fast, like Go's NewStream: UNAVAILABLE at once while xpumd cannot be reached.
         call = stub.WatchDeviceHealth(pb.WatchDeviceHealthRequest())
         self._track(call)
         received = 0
@@ -165,7 +156,12 @@ class XpumdService:
                 LOG.debug("xpumd: received health entries for %d devices", len(msg.devices))
                 self.apply_device_health_update(msg.devices)
         except grpc.RpcError as err:
-            if not self._stop.is_set():
+            code = err.code() if isinstance(err, grpc.Call) else None
+            if self._stop.is_set():
+                pass
+            elif received == 0 and code is grpc.StatusCode.UNAVAILABLE:  # upstream: WatchDeviceHealth failed
+                self._connect_failed(code.name)
+            else:
                 self._receive_failed(err)
             return
         finally:

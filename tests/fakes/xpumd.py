@@ -4,8 +4,9 @@ Real: gRPC over a unix socket and the vendored deviceinfo proto. Emulated: xpumd
 (tests publish health snapshots by hand). Stream semantics follow xpumd's deviceinfo.go: a new
 WatchDeviceHealth client gets the cached snapshot at once (nothing while there is none), every
 publish is broadcast to all clients, a graceful stop ends streams with OK (client sees EOF),
-an abrupt stop kills them (client sees an error). ``upstream_mock`` instead behaves like
-upstream's mockDeviceInfoServer (send a fixed list, wait 100 ms, end the stream).
+an abrupt stop kills them (client sees an error); ``abort_code`` makes new streams fail.
+``upstream_mock`` instead behaves like upstream's mockDeviceInfoServer (send a fixed list,
+wait 100 ms, end the stream).
 """
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ class _Servicer(pb_grpc.DeviceInfoServicer):
     def WatchDeviceHealth(self, request: pb.WatchDeviceHealthRequest,
                           context: grpc.ServicerContext) -> Iterator[pb.DeviceHealthResponse]:
         owner = self.owner
+        if owner.abort_code is not None:
+            owner._count_connection()
+            context.abort(owner.abort_code, "scripted failure")
         if owner.upstream_mock is not None:
             owner._count_connection()
             yield from owner.upstream_mock
@@ -79,6 +83,7 @@ class FakeXpumd:
         self.socket_path = socket_path or os.path.join(self._tmp or "", "intelxpuinfo.sock")
         self.upstream_mock = list(upstream_mock) if upstream_mock is not None else None
         self.connections = 0  #: WatchDeviceHealth calls served so far (all generations)
+        self.abort_code: grpc.StatusCode | None = None  #: set: every new stream fails with this code
         self._cond = threading.Condition()
         self._clients: set[queue.Queue[Any]] = set()
         self._snapshot: pb.DeviceHealthResponse | None = None
