@@ -19,6 +19,7 @@ import grpc
 from gpu_plugin import scan as gpuscan
 from gpu_plugin.cdi import CdiSpecWriter
 from gpu_plugin.deviceplugin.api import (
+    Allocator,
     DeviceID,
     DeviceInfo,
     DeviceSpec,
@@ -26,6 +27,7 @@ from gpu_plugin.deviceplugin.api import (
     Health,
     Mount,
     Notifier,
+    PreferredAllocator,
     ResourceType,
     Scanner,
 )
@@ -33,6 +35,8 @@ from gpu_plugin.deviceplugin.manager import Manager
 from gpu_plugin.levelzero._api import levelzero_pb2 as lz
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as lz_grpc
 from gpu_plugin.policies import PolicyAllocator
+from gpu_plugin.rm import RmConfig
+from gpu_plugin.rm import wire as rm_wire
 from gpu_plugin.udev import DrmEvents
 
 LOG = logging.getLogger(__name__)
@@ -182,6 +186,7 @@ class PluginConfig:
     wsl: bool = False
     levelzero_socket: str = "/var/lib/levelzero/server.sock"
     use_udev: bool = True
+    resource_manager: RmConfig | None = None  #: -resource-manager (fractional resources with GAS)
 
 
 def build_manager(config: PluginConfig, health: HealthSource | None = None) -> tuple[Manager, Scanner]:
@@ -193,7 +198,11 @@ def build_manager(config: PluginConfig, health: HealthSource | None = None) -> t
     else:
         scanner = GpuScanner(config.sysfs_root, config.devfs_root, config.scan,
                              scan_interval=config.scan_interval, health=health, use_udev=config.use_udev)
-    manager = Manager(NAMESPACE, scanner, config.kubelet_dir,
-                      preferred_allocator=PolicyAllocator(config.allocation_policy),
-                      allocator=None if config.wsl else CdiSpecWriter(config.cdi_dir))
+    preferred: PreferredAllocator = PolicyAllocator(config.allocation_policy)
+    allocator: Allocator | None = None if config.wsl else CdiSpecWriter(config.cdi_dir)
+    if config.resource_manager is not None:  # GAS decides; the defaults are the fallback
+        scanner, resource_manager = rm_wire(config.resource_manager, scanner, allocator, config.sysfs_root)
+        preferred = allocator = resource_manager
+    manager = Manager(NAMESPACE, scanner, config.kubelet_dir, preferred_allocator=preferred,
+                      allocator=allocator)
     return manager, scanner
