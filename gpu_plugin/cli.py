@@ -8,6 +8,7 @@ Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 runtime failure, 2 bad flags
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from types import FrameType
 from gpu_plugin import scan as gpuscan
 from gpu_plugin.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
+from gpu_plugin.rm import config as rmconfig
 
 # gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast.
 
@@ -27,7 +29,7 @@ PROG = "intel-gpu-plugin"
 LOG = logging.getLogger("gpu_plugin")
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-POD_RESOURCES_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+SERVICE_ACCOUNT_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 DEFAULT_TEMP_LIMIT = 100  # upstream's defaultTempLimit (°C)
 
 #: klog's flags (upstream registers them all); accepted, only -v has an effect here.
@@ -56,7 +58,7 @@ def flagset() -> FlagSet:
     f.string("allocation-policy", "none", "modes of allocating GPU devices: balanced, packed and none")
     f.string("allow-ids", "", "comma-separated list of device IDs to allow (e.g. 0x49c5,0x49c6)")
     f.string("deny-ids", "", "comma-separated list of device IDs to deny (e.g. 0x49c5,0x49c6)")
-    f.bool("resource-manager", False, "fractional GPU resources (GAS): not implemented")
+    f.bool("resource-manager", False, "fractional GPU resource management (needs GPU Aware Scheduling)")
     f.int("v", 0, "number for the log level verbosity")
     for name in _KLOG_BOOLS:
         f.bool(name, False, "klog flag, accepted for compatibility")
@@ -69,6 +71,11 @@ def flagset() -> FlagSet:
     f.float("scan-interval", 5.0, "fallback rescan period in seconds")
     f.string("levelzero-socket", "/var/lib/levelzero/server.sock", "Level-Zero sidecar socket")
     f.string("cdi-dir", "/var/run/cdi", "where CDI specs of allocated GPUs are written")
+    f.string("kubeconfig", "", "-resource-manager: kubeconfig file instead of in-cluster API access")
+    f.string("pod-resources-socket", rmconfig.POD_RESOURCES_SOCKET, "-resource-manager: kubelet's pod "
+             "resources socket")
+    f.string("nfd-feature-file", rmconfig.NFD_FEATURE_FILE, "-resource-manager: NFD feature file for "
+             "GAS labels (\"\" = none)")
     return f
 
 
@@ -89,23 +96,36 @@ class Options:
     xpumd_endpoint: str  #: "" = off; else xpumd's health socket (instead of the Level-Zero sidecar)
     temp_limits: tuple[int, int, int]  #: global, gpu, memory (°C)
     verbosity: int
+    resource_manager: rmconfig.RmConfig | None = None  #: -resource-manager on
 
 
-def _check_resource_manager(values: ParsedFlags) -> None:
-    """Upstream's (removed) -resource-manager needed these; we name what is missing, then refuse."""
+def _check_resource_manager(v: ParsedFlags) -> rmconfig.RmConfig:
+    """Upstream's -resource-manager checks (WSL, shared-dev-num 1), then its prerequisites, all named."""
+    if v["wsl"]:
+        raise UsageError("resource-manager", "resource management is not supported within WSL")
+    if v["shared-dev-num"] < 2:
+        raise UsageError("resource-manager", "trying to use fractional resources with shared-dev-num 1 "
+                         "is pointless (set -shared-dev-num > 1)")
     missing = []
-    if values["shared-dev-num"] < 2:
-        missing.append("-shared-dev-num > 1")
     if not os.environ.get("NODE_NAME"):
         missing.append("NODE_NAME env")
-    if not os.environ.get("KUBERNETES_SERVICE_HOST") or not os.path.exists(SERVICE_ACCOUNT_TOKEN):
-        missing.append("in-cluster API access (KUBERNETES_SERVICE_HOST, service account token)")
-    if not os.path.exists(POD_RESOURCES_SOCKET):
-        missing.append(f"kubelet pod-resources socket {POD_RESOURCES_SOCKET}")
+    if v["kubeconfig"]:
+        if not os.path.isfile(v["kubeconfig"]):
+            missing.append(f"-kubeconfig file {v['kubeconfig']}")
+    elif not (os.environ.get("KUBERNETES_SERVICE_HOST") and os.environ.get("KUBERNETES_SERVICE_PORT")
+              and os.path.isfile(SERVICE_ACCOUNT_TOKEN) and os.path.isfile(SERVICE_ACCOUNT_CA)):
+        missing.append("in-cluster API access (KUBERNETES_SERVICE_HOST/PORT env, service account token "
+                       "and ca.crt) or -kubeconfig")
+    if not os.path.exists(v["pod-resources-socket"]):
+        missing.append(f"kubelet pod-resources socket {v['pod-resources-socket']}")
+    if importlib.util.find_spec("kubernetes") is None:
+        missing.append("the kubernetes Python client (pip install kubernetes)")
     if missing:
         raise UsageError("resource-manager", "prerequisites missing: " + ", ".join(missing))
-    raise UsageError("resource-manager", "fractional resources with GPU Aware Scheduling are not implemented "
-                     "by this plugin (removed upstream in 281ca081); run without it")
+    return rmconfig.RmConfig(node_name=os.environ["NODE_NAME"], kubeconfig=v["kubeconfig"] or None,
+                             host_ip=os.environ.get("HOST_IP", ""),
+                             podresources_socket=v["pod-resources-socket"],
+                             nfd_feature_file=v["nfd-feature-file"] or None)
 
 
 def _check_args(v: ParsedFlags) -> None:
@@ -144,8 +164,6 @@ def _check_args(v: ParsedFlags) -> None:
             raise UsageError("xpumd-endpoint", "unix socket path longer than 107 bytes")
     if not v["scan-interval"] > 0:
         raise UsageError("scan-interval", f"must be a positive number of seconds (got {v['scan-interval']})")
-    if v["resource-manager"]:
-        _check_resource_manager(v)
 
 
 def _root(v: ParsedFlags, name: str, default: str) -> str:
@@ -177,7 +195,8 @@ def parse(argv: Sequence[str]) -> Options:
         scan=scan_options, allocation_policy=v["allocation-policy"], scan_interval=v["scan-interval"],
         wsl=v["wsl"], levelzero_socket=v["levelzero-socket"], health_management=v["health-management"],
         xpumd_endpoint=v["xpumd-endpoint"],
-        temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"])
+        temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"],
+        resource_manager=_check_resource_manager(v) if v["resource-manager"] else None)
 
 
 def setup_logging(verbosity: int) -> None:
@@ -202,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gpu_plugin.deviceplugin.api import ScannerError
     from gpu_plugin.health import LevelZeroHealth, TempLimits
     from gpu_plugin.plugin import PluginConfig, build_manager
+    from gpu_plugin.rm import RmSetupError
     from gpu_plugin.xpumd import XpumdHealth
 
     stop = threading.Event()
@@ -215,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = PluginConfig(
         sysfs_root=options.sysfs_root, devfs_root=options.devfs_root, kubelet_dir=options.kubelet_dir,
         cdi_dir=options.cdi_dir, scan=options.scan, allocation_policy=options.allocation_policy,
-        scan_interval=options.scan_interval, wsl=options.wsl, levelzero_socket=options.levelzero_socket)
+        scan_interval=options.scan_interval, wsl=options.wsl, levelzero_socket=options.levelzero_socket,
+        resource_manager=options.resource_manager)
     LOG.info("GPU device plugin started with %s preferred allocation policy (sysfs %s, devfs %s)",
              config.allocation_policy, config.sysfs_root, config.devfs_root)
     health: LevelZeroHealth | XpumdHealth | None = None
@@ -226,9 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
         glob, gpu, memory = options.temp_limits
         health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=memory))
-    manager, _ = build_manager(config, health)
     try:
+        manager, _ = build_manager(config, health)
         manager.run(stop)
+    except RmSetupError as err:  # upstream: "Failed to create resource manager", exit
+        LOG.error("Failed to create resource manager: %s", err)
+        return EXIT_FAILURE
     except ScannerError as err:
         LOG.error("%s", err)
         return EXIT_FAILURE

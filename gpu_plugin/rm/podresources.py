@@ -15,9 +15,10 @@ import grpc
 
 from gpu_plugin.rm._api import api_pb2 as pb
 from gpu_plugin.rm._api import api_pb2_grpc as pb_grpc
+from gpu_plugin.rm.config import POD_RESOURCES_SOCKET
 
 #: Upstream's grpcAddress (k8s.io/kubernetes pkg/kubelet/apis/podresources).
-DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+DEFAULT_SOCKET = POD_RESOURCES_SOCKET
 TIMEOUT = 5.0
 MAX_MESSAGE = 4 * 1024 * 1024
 

@@ -19,8 +19,6 @@ from gpu_plugin.rm.manager import ResourceManager
 
 LOG = logging.getLogger(__name__)
 
-NFD_FEATURE_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
-RESOURCE_FILENAME = "intel-gpu-resources.txt"
 LABELER_MAX_INTERVAL = 5 * 60.0
 MONITOR_SUFFIX = "_monitoring"
 
