@@ -1,10 +1,10 @@
-"""An emulated kubelet pod resources API v1 (``v1.PodResourcesLister``) on a real unix socket.
+"""Emulated kubelet pod APIs: pod resources v1 (``v1.PodResourcesLister``) and HTTPS ``/pods``.
 
-Real grpcio server for tests and the demo: ``set_pod(namespace, name, [{resource: [ids]}, ...])``
-records which devices each container of a pod holds, as kubelet would after Allocate; ``List``
-answers from that.  EMULATED, not kubelet: no CPU/memory/DRA data, ``Get`` only for known pods,
-``GetAllocatableResources`` empty.  ``fail_next(code)`` makes the next calls fail.
-No pytest imports.
+FakePodResources: a real grpcio server on a unix socket; ``set_pod(namespace, name,
+[{resource: [ids]}, ...])`` records which devices each container holds, as kubelet would
+after Allocate, and ``List`` answers from that.  EMULATED, not kubelet: no CPU/memory/DRA
+data, ``Get`` only for known pods, ``GetAllocatableResources`` empty; ``fail_next`` injects
+errors.  FakeKubeletPodsAPI: see its docstring.  No pytest imports.
 """
 from __future__ import annotations
 
@@ -89,7 +89,8 @@ class FakePodResources:
 
     def message(self, key: tuple[str, str]) -> pb.PodResources:
         containers = [pb.ContainerResources(
-            name=cname, devices=[pb.ContainerDevices(resource_name=r, device_ids=ids) for r, ids in devs.items()])
+            name=cname, devices=[pb.ContainerDevices(resource_name=r, device_ids=ids)
+                                 for r, ids in devs.items()])
             for cname, devs in self.pods[key]]
         return pb.PodResources(namespace=key[0], name=key[1], containers=containers)
 
@@ -116,3 +117,84 @@ class FakePodResources:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FakeKubeletPodsAPI:
+    """Emulated kubelet HTTPS ``GET /pods`` (port 10250 in a cluster; here 127.0.0.1:random).
+
+    A self-signed cert for DNS name ``node_name`` (made with the ``openssl`` CLI) is written to
+    ``cert_path``; requests must carry ``Authorization: Bearer <token>`` (``token_path``) or get
+    401.  ``pods`` is the list of pod JSON objects served; ``status`` forces an error status,
+    ``delay`` slows every answer (for client timeouts).  EMULATED: no other kubelet endpoint.
+    """
+
+    def __init__(self, directory: str, node_name: str, token: str = "fake-token") -> None:
+        import subprocess
+
+        self.node_name, self.token = node_name, token
+        self.cert_path = os.path.join(directory, "kubelet.crt")
+        self.key_path = os.path.join(directory, "kubelet.key")
+        self.token_path = os.path.join(directory, "token")
+        with open(self.token_path, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-keyout", self.key_path, "-out", self.cert_path, "-subj", f"/CN={node_name}",
+                        "-addext", f"subjectAltName=DNS:{node_name}"], check=True, capture_output=True)
+        self.pods: list[dict[str, Any]] = []
+        self.status = 200
+        self.delay = 0.0
+        self.requests = 0
+        self._httpd: Any = None
+
+    def start(self) -> FakeKubeletPodsAPI:
+        import json
+        import ssl
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                owner.requests += 1
+                if owner.delay:
+                    time.sleep(owner.delay)
+                if self.headers.get("Authorization") != f"Bearer {owner.token}":
+                    code, body = 401, {"kind": "Status", "code": 401}
+                elif self.path != "/pods":
+                    code, body = 404, {"kind": "Status", "code": 404}
+                elif owner.status != 200:
+                    code, body = owner.status, {"kind": "Status", "code": owner.status}
+                else:
+                    code, body = 200, {"kind": "PodList", "apiVersion": "v1", "items": owner.pods}
+                data = json.dumps(body).encode()
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client gave up (timeout)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_path, self.key_path)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._httpd = httpd
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
