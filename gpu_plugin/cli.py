@@ -30,6 +30,7 @@ LOG = logging.getLogger("gpu_plugin")
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 SERVICE_ACCOUNT_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+POD_RESOURCES_SOCKET = rmconfig.POD_RESOURCES_SOCKET
 DEFAULT_TEMP_LIMIT = 100  # upstream's defaultTempLimit (°C)
 
 #: klog's flags (upstream registers them all); accepted, only -v has an effect here.
@@ -72,7 +73,7 @@ def flagset() -> FlagSet:
     f.string("levelzero-socket", "/var/lib/levelzero/server.sock", "Level-Zero sidecar socket")
     f.string("cdi-dir", "/var/run/cdi", "where CDI specs of allocated GPUs are written")
     f.string("kubeconfig", "", "-resource-manager: kubeconfig file instead of in-cluster API access")
-    f.string("pod-resources-socket", rmconfig.POD_RESOURCES_SOCKET, "-resource-manager: kubelet's pod "
+    f.string("pod-resources-socket", POD_RESOURCES_SOCKET, "-resource-manager: kubelet's pod "
              "resources socket")
     f.string("nfd-feature-file", rmconfig.NFD_FEATURE_FILE, "-resource-manager: NFD feature file for "
              "GAS labels (\"\" = none)")
@@ -103,10 +104,9 @@ def _check_resource_manager(v: ParsedFlags) -> rmconfig.RmConfig:
     """Upstream's -resource-manager checks (WSL, shared-dev-num 1), then its prerequisites, all named."""
     if v["wsl"]:
         raise UsageError("resource-manager", "resource management is not supported within WSL")
-    if v["shared-dev-num"] < 2:
-        raise UsageError("resource-manager", "trying to use fractional resources with shared-dev-num 1 "
-                         "is pointless (set -shared-dev-num > 1)")
     missing = []
+    if v["shared-dev-num"] < 2:
+        missing.append("-shared-dev-num > 1 (fractional resources with shared-dev-num 1 are pointless)")
     if not os.environ.get("NODE_NAME"):
         missing.append("NODE_NAME env")
     if v["kubeconfig"]:

@@ -188,7 +188,7 @@ def _cli(args: list[str], env: dict[str, str], timeout: float = 30) -> subproces
 
 
 @pytest.mark.parametrize("extra,env,expected", [
-    (["-shared-dev-num", "1"], {"NODE_NAME": NODE}, "shared-dev-num 1 is pointless"),
+    (["-shared-dev-num", "1"], {"NODE_NAME": NODE}, "prerequisites missing: -shared-dev-num > 1"),
     (["-shared-dev-num", "2", "-wsl"], {"NODE_NAME": NODE}, "not supported within WSL"),
     (["-shared-dev-num", "2", "-kubeconfig", "KUBECONFIG", "-pod-resources-socket", "SOCKET"], {},
      "prerequisites missing: NODE_NAME env"),
