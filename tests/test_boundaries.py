@@ -83,8 +83,12 @@ RULES = [
      lambda m: _matches(m, "sysinv_ext.conductor"),
      ("sysinv_ext.agent",), ()),
     ("kubernetes-only-in-conductor-kube",
-     lambda m: _matches(m, "sysinv_ext") or _matches(m, "gpu_plugin"),
+     lambda m: _matches(m, "sysinv_ext"),
      ("kubernetes",), ("sysinv_ext.conductor.kube",)),
+    # the plugin talks to the API server only for -resource-manager (GAS pod annotations)
+    ("kubernetes-only-in-resource-manager-kube",
+     lambda m: _matches(m, "gpu_plugin"),
+     ("kubernetes",), ("gpu_plugin.rm.kube",)),
     ("database-only-in-db-package",
      lambda m: _matches(m, "sysinv_ext") or _matches(m, "gpu_plugin"),
      ("sqlalchemy", "alembic"), ("sysinv_ext.db",)),

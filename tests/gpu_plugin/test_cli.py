@@ -58,7 +58,7 @@ BAD = [
         "-temp-limit",
         "temperature limits do not work with xpumd",
     ),
-    ("xpumd not implemented", ["-xpumd-endpoint", "/x.sock"], "-xpumd-endpoint", "not implemented"),
+    ("xpumd endpoint too long", ["-xpumd-endpoint", "/" + "x" * 120], "-xpumd-endpoint", "longer than 107 bytes"),
     ("zero scan interval", ["-scan-interval", "0"], "-scan-interval", "positive"),
     ("bad verbosity", ["-v", "high"], "-v", "invalid value"),
     ("bad bool value", ["-wsl=maybe"], "-wsl", "invalid value"),
