@@ -65,7 +65,8 @@ def test_tile_mask_needs_more_than_one_tile_and_an_annotation() -> None:
      ["card0-0", "card1-0"]),
     (1, ["card2"], ["card0-0", "card0-1", "card1-0", "card2-0", "card2-1"], [], ["card2-0"]),
     (2, ["card0", "card1"], ["card0-0", "card0-1", "card1-0"], ["card0-2"], ["card0-2", "card1-0"]),
-    (3, ["card0", "card1", "card0"], ["card0-0", "card0-1", "card1-0"], [], ["card0-0", "card1-0", "card0-1"]),
+    (3, ["card0", "card1", "card0"], ["card0-0", "card0-1", "card1-0"], [],
+     ["card0-0", "card1-0", "card0-1"]),
     (1, ["card0", "card1"], ["card0-0", "card1-0"], [], ["card0-0"]),  # fewer requested: first cards
     (3, ["card0", "card1"], ["card0-0", "card0-1", "card1-0"], [], ["card0-0", "card1-0"]),
     (1, ["card6"], ["card0-0"], [], []),  # GAS' card not among the available IDs
