@@ -64,9 +64,9 @@ class ApiServerPods:
                 field_selector=f"spec.nodeName={self.node_name}", _preload_content=False,
                 _request_timeout=self.timeout)
             body = json.loads(reply.data)  # type: ignore[attr-defined]  # raw urllib3 response
-        except (ApiException, OSError, ValueError) as err:
-            raise PodListError(f"pod listing failed: {err}") from None
-        except Exception as err:  # urllib3 errors (connection refused, timeouts) are not OSErrors
+        except ApiException as err:
+            raise PodListError(f"pod listing failed: HTTP {err.status} {err.reason}") from None
+        except Exception as err:  # urllib3 errors (refused, timeouts), garbage JSON
             raise PodListError(f"pod listing failed: {err!r}") from None
         return _only_node(body.get("items") or [], self.node_name)
 
