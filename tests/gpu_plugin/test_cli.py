@@ -58,7 +58,12 @@ BAD = [
         "-temp-limit",
         "temperature limits do not work with xpumd",
     ),
-    ("xpumd endpoint too long", ["-xpumd-endpoint", "/" + "x" * 120], "-xpumd-endpoint", "longer than 107 bytes"),
+    (
+        "xpumd endpoint too long",
+        ["-xpumd-endpoint", "/" + "x" * 120],
+        "-xpumd-endpoint",
+        "longer than 107 bytes",
+    ),
     ("zero scan interval", ["-scan-interval", "0"], "-scan-interval", "positive"),
     ("bad verbosity", ["-v", "high"], "-v", "invalid value"),
     ("bad bool value", ["-wsl=maybe"], "-wsl", "invalid value"),
@@ -178,18 +183,19 @@ def test_parse_raises_typed_errors(argv: list[str], error: type) -> None:
         cli.parse(ROOTS + argv)
 
 
-def test_resource_manager_refuses_even_with_prerequisites(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    token, sock = tmp_path / "token", tmp_path / "kubelet.sock"
-    token.write_text("t")
-    sock.write_text("")
+def test_resource_manager_prerequisites(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    token, ca, sock = tmp_path / "token", tmp_path / "ca.crt", tmp_path / "kubelet.sock"
+    for f in (token, ca, sock):
+        f.write_text("")
     monkeypatch.setattr(cli, "SERVICE_ACCOUNT_TOKEN", str(token))
+    monkeypatch.setattr(cli, "SERVICE_ACCOUNT_CA", str(ca))
     monkeypatch.setattr(cli, "POD_RESOURCES_SOCKET", str(sock))
     monkeypatch.setenv("NODE_NAME", "node-1")
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
-    with pytest.raises(UsageError, match="not implemented"):
-        cli.parse(ROOTS + ["-resource-manager", "-shared-dev-num", "2"])
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    rm = cli.parse(ROOTS + ["-resource-manager", "-shared-dev-num", "2"]).resource_manager
+    assert rm is not None
+    assert (rm.node_name, rm.kubeconfig, rm.podresources_socket) == ("node-1", None, str(sock))
     monkeypatch.delenv("NODE_NAME")
     with pytest.raises(UsageError, match="prerequisites missing: NODE_NAME env$"):
         cli.parse(ROOTS + ["-resource-manager", "-shared-dev-num", "2"])
