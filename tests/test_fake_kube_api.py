@@ -69,6 +69,26 @@ def test_list_nodes_with_label_selector(api: FakeKubeAPI, core: client.CoreV1Api
     assert node.status.node_info.system_uuid == "5A0B-22"
 
 
+@pytest.mark.parametrize(("selector", "expected"), [
+    ("spec.nodeName=node-a", ["gpu-a", "idle-a"]),
+    ("spec.nodeName==node-b", ["gpu-b"]),
+    ("spec.nodeName=node-a,status.phase=Pending", ["gpu-a"]),
+    ("status.phase!=Pending", ["idle-a"]),
+    ("metadata.name=gpu-b", ["gpu-b"]),
+    ("spec.nodeName=nowhere", []),
+], ids=["node", "double-equals", "two-terms", "not-equal", "name", "no-match"])
+def test_list_pods_with_field_selector(api: FakeKubeAPI, core: client.CoreV1Api,
+                                       selector: str, expected: list[str]) -> None:
+    for name, node, phase in (("gpu-a", "node-a", "Pending"), ("idle-a", "node-a", "Running"),
+                              ("gpu-b", "node-b", "Pending")):
+        api.put_object({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": name, "namespace": "default"},
+                        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]},
+                        "status": {"phase": phase}})
+    pods = core.list_pod_for_all_namespaces(field_selector=selector).items
+    assert sorted(p.metadata.name for p in pods) == expected
+
+
 @pytest.mark.parametrize("content_type", ["application/merge-patch+json",
                                           "application/strategic-merge-patch+json"])
 def test_merge_patches_set_and_remove_labels(api: FakeKubeAPI, core: client.CoreV1Api,

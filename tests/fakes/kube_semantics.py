@@ -162,6 +162,20 @@ def _index(tok: str, path: str) -> int:
         raise ApiError(422, f"json patch index {tok!r} invalid at {path!r}") from None
 
 
+def match_fields(obj: dict[str, Any], selector: str) -> bool:
+    """Field selector: ``a.b=v``, ``a.b==v``, ``a.b!=v`` over the object's dotted paths (absent = "")."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        negate = "!=" in term
+        path, value = (s.strip() for s in re.split(r"!=|==|=", term, maxsplit=1))
+        current: Any = obj
+        for part in path.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        actual = "" if current is None else str(current)
+        if (actual == value) == negate:
+            return False
+    return True
+
+
 def match_labels(labels: dict[str, str], selector: str) -> bool:
     """Label selector: ``k=v``, ``k==v``, ``k!=v``, ``k``, ``!k``, ``k in (a,b)``, ``k notin (a,b)``."""
     for term in re.findall(r"[^,(]+(?:\([^)]*\))?", selector):

@@ -20,6 +20,7 @@ from tests.fakes.kube_semantics import (
     Obj,
     discovery,
     json_patch,
+    match_fields,
     match_labels,
     merge_patch,
     route,
@@ -122,11 +123,11 @@ class KubeStore:
 
     def _list(self, key: Key, kind: str, query: dict[str, list[str]]) -> Obj:
         selector = query.get("labelSelector", [""])[0]
-        fields = dict(t.split("=", 1) for t in query.get("fieldSelector", [""])[0].split(",") if "=" in t)
+        fields = query.get("fieldSelector", [""])[0]
         items = [copy.deepcopy(o) for k, o in sorted(self._objects.items())
                  if k[:3] == key[:3] and (not key[3] or k[3] == key[3])
                  and match_labels(o["metadata"].get("labels") or {}, selector)
-                 and fields.get("metadata.name", k[4]) == k[4]]
+                 and match_fields(o, fields)]
         return {"kind": f"{kind}List", "apiVersion": items[0]["apiVersion"] if items else
                 (f"{key[0]}/{key[1]}" if key[0] else key[1]),
                 "metadata": {"resourceVersion": str(self._revision)}, "items": items}
