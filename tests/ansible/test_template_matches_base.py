@@ -2,7 +2,10 @@
 
 Renders roles/bringup_kubemaster/templates/intel-gpu-plugin.yaml.j2 with ansible's own Templar
 and the role defaults, builds the kustomize base and overlays with the machine's kubectl, and
-compares flags, mounts, hostPaths, securityContext, image and nodeSelector (StarlingX's label aside).
+compares flags, mounts, hostPaths, securityContext, image and nodeSelector (StarlingX's label aside),
+and for the resource manager the ServiceAccount's RBAC objects. The overlays' own properties
+(flags present, mounts read-only, least-privilege securityContext and RBAC) are checked on the
+kustomize output directly, so they hold whatever the role renders.
 """
 from __future__ import annotations
 
@@ -23,34 +26,63 @@ DEPLOYMENTS = REPO / "deployments" / "gpu_plugin"
 KUBECTL = shutil.which("kubectl")
 
 
-def render(**overrides: Any) -> dict[str, Any]:
-    """The role's DaemonSet with the role defaults plus ``overrides``."""
+RBAC_KINDS = ("ClusterRole", "ClusterRoleBinding")
+LEAST_PRIVILEGE = {"seLinuxOptions": {"type": "container_device_plugin_t"}, "readOnlyRootFilesystem": True,
+                   "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                   "seccompProfile": {"type": "RuntimeDefault"}}
+# What -resource-manager may do: list pods (API server fallback), get nodes/proxy (kubelet's /pods).
+RM_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+            {"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]
+
+
+def render_all(**overrides: Any) -> list[dict[str, Any]]:
+    """Every document the role's template renders with the role defaults plus ``overrides``."""
     variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     variables.update(plugin_label_key="intelgpu", plugin_label_value="enabled", ansible_managed="managed")
     variables.update(overrides)
     source = (ROLE / "templates" / "intel-gpu-plugin.yaml.j2").read_text()
     text = Templar(loader=DataLoader(), variables=variables).template(trust_as_template(source))
     docs = [d for d in yaml.safe_load_all(text) if d]
-    assert [d["kind"] for d in docs] == ["ServiceAccount", "DaemonSet"]
-    assert all(d["metadata"]["namespace"] == "kube-system" for d in docs)
-    return docs[1]
+    assert docs[0]["kind"] == "ServiceAccount" and docs[-1]["kind"] == "DaemonSet"
+    assert all(d["metadata"]["namespace"] == "kube-system" for d in docs if d["kind"] not in RBAC_KINDS)
+    return docs
+
+
+def render(**overrides: Any) -> dict[str, Any]:
+    """The role's DaemonSet with the role defaults plus ``overrides``."""
+    return render_all(**overrides)[-1]
+
+
+def build_all(path: Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize path``: every document."""
+    assert KUBECTL is not None
+    out = subprocess.run([KUBECTL, "kustomize", str(path)], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
 
 
 def build(path: Path) -> dict[str, Any]:
     """``kubectl kustomize path`` (or the plain base file without kubectl) -> the DaemonSet."""
     if KUBECTL is None:
         return yaml.safe_load((DEPLOYMENTS / "base" / "intel-gpu-plugin.yaml").read_text())
-    out = subprocess.run([KUBECTL, "kustomize", str(path)], capture_output=True, text=True, check=True,
-                         timeout=60).stdout
-    (ds,) = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "DaemonSet"]
+    (ds,) = [d for d in build_all(path) if d["kind"] == "DaemonSet"]
     return ds
+
+
+def rbac(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """ClusterRole/ClusterRoleBinding by kind, without fields kustomize or the template add."""
+    return {d["kind"]: {k: v for k, v in d.items() if k in ("metadata", "rules", "subjects", "roleRef")}
+            for d in docs if d["kind"] in RBAC_KINDS}
 
 
 def essentials(ds: dict[str, Any]) -> dict[str, Any]:
     pod = ds["spec"]["template"]["spec"]
+    token = pod.get("automountServiceAccountToken")
     return {
         "updateStrategy": ds["spec"]["updateStrategy"],
-        "automountServiceAccountToken": pod.get("automountServiceAccountToken"),
+        "automountServiceAccountToken": token,
+        # which identity the pod has matters only when its token is mounted
+        "serviceAccountName": pod.get("serviceAccountName") if token else None,
         "nodeSelector": {k: v for k, v in pod["nodeSelector"].items() if k != "intelgpu"},
         "containers": [{key: c.get(key) for key in ("name", "image", "args", "env", "securityContext",
                                                      "resources", "imagePullPolicy")}
@@ -79,15 +111,99 @@ def test_defaults_match_the_kustomize_base() -> None:
     assert mounts == {"/dev/dri": True, "/sys": True, "/var/lib/kubelet/device-plugins": False,
                       "/var/run/cdi": False}
     assert "/dev" not in {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    assert pod["automountServiceAccountToken"] is False
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
 @pytest.mark.parametrize(("overlay", "overrides"), [
     ("monitoring", {"bringup_kubemaster_gpu_enable_monitoring": True}),
     ("health", {"bringup_kubemaster_gpu_health_management": True}),
+    ("xpumd", {"bringup_kubemaster_gpu_xpumd_endpoint": "/run/xpumd/intelxpuinfo.sock"}),
+    ("fractional_resources", {"bringup_kubemaster_gpu_resource_manager": True,
+                              "bringup_kubemaster_gpu_shared_dev_num": 300,
+                              "bringup_kubemaster_gpu_enable_monitoring": True}),
 ])
 def test_overlays_match_the_role_options(overlay: str, overrides: dict[str, Any]) -> None:
-    assert essentials(render(**overrides)) == essentials(build(DEPLOYMENTS / "overlays" / overlay))
+    role, built = render_all(**overrides), build_all(DEPLOYMENTS / "overlays" / overlay)
+    (ds,) = [d for d in built if d["kind"] == "DaemonSet"]
+    assert essentials(role[-1]) == essentials(ds)
+    assert rbac(role) == rbac(built)
+
+
+def _plugin(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
+    """Built overlay -> (pod spec, plugin container, mountPath -> readOnly)."""
+    pod = build(path)["spec"]["template"]["spec"]
+    plugin = pod["containers"][0]
+    assert plugin["name"] == "intel-gpu-plugin"
+    return pod, plugin, {m["mountPath"]: m.get("readOnly", False) for m in plugin["volumeMounts"]}
+
+
+BASE_MOUNTS = {"/dev/dri": True, "/sys": True, "/var/lib/kubelet/device-plugins": False,
+               "/var/run/cdi": False}
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
+def test_xpumd_overlay_mounts_only_the_socket_dir_read_only() -> None:
+    pod, plugin, mounts = _plugin(DEPLOYMENTS / "overlays" / "xpumd")
+    assert plugin["args"] == ["-shared-dev-num=1", "-allocation-policy=none",
+                              "-xpumd-endpoint=/run/xpumd/intelxpuinfo.sock"]
+    assert "-health-management" not in plugin["args"]  # the plugin refuses both health sources
+    assert mounts == BASE_MOUNTS | {"/run/xpumd": True}
+    assert plugin["securityContext"] == LEAST_PRIVILEGE
+    assert len(pod["containers"]) == 1 and pod["automountServiceAccountToken"] is False
+    assert not [d for d in build_all(DEPLOYMENTS / "overlays" / "xpumd") if d["kind"] in RBAC_KINDS]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
+def test_fractional_overlay_is_least_privilege() -> None:
+    path = DEPLOYMENTS / "overlays" / "fractional_resources"
+    pod, plugin, mounts = _plugin(path)
+    assert plugin["args"] == ["-shared-dev-num=300", "-allocation-policy=none", "-enable-monitoring",
+                              "-resource-manager"]
+    assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in plugin["env"]} == {
+        "NODE_NAME": "spec.nodeName", "HOST_IP": "status.hostIP"}
+    # only NFD's features.d is writable beyond the base (the GAS labels file is written there)
+    assert mounts == BASE_MOUNTS | {"/var/lib/kubelet/pod-resources": True,
+                                    "/var/lib/kubelet/pki/kubelet.crt": True,
+                                    "/etc/kubernetes/node-feature-discovery/features.d": False}
+    assert plugin["securityContext"] == LEAST_PRIVILEGE
+    host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+    assert "/var/lib/kubelet/pki" not in host_paths  # never the kubelet's private key
+    docs = build_all(path)
+    by_kind = {d["kind"]: d for d in docs}
+    assert sorted(by_kind) == ["ClusterRole", "ClusterRoleBinding", "DaemonSet", "ServiceAccount"]
+    account = by_kind["ServiceAccount"]["metadata"]
+    assert pod["serviceAccountName"] == account["name"] and pod["automountServiceAccountToken"] is True
+    assert by_kind["DaemonSet"]["metadata"]["namespace"] == account["namespace"]
+    assert by_kind["ClusterRole"]["rules"] == RM_RULES
+    binding = by_kind["ClusterRoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"],
+                                    "namespace": account["namespace"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": by_kind["ClusterRole"]["metadata"]["name"]}
+
+
+def test_role_rbac_only_with_the_resource_manager() -> None:
+    assert [d["kind"] for d in render_all()] == ["ServiceAccount", "DaemonSet"]
+    docs = render_all(bringup_kubemaster_gpu_resource_manager=True, bringup_kubemaster_gpu_shared_dev_num=8)
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]
+    assert docs[1]["rules"] == RM_RULES
+    assert docs[2]["subjects"] == [{"kind": "ServiceAccount", "name": "intel-device-plugin",
+                                    "namespace": "kube-system"}]
+    pod = docs[-1]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "intel-device-plugin" and pod["automountServiceAccountToken"] is True
+    assert pod["containers"][0]["args"] == ["-shared-dev-num=8", "-allocation-policy=none",
+                                            "-resource-manager"]
+
+
+def test_role_xpumd_endpoint_mounts_its_directory() -> None:
+    ds = render(bringup_kubemaster_gpu_xpumd_endpoint="/var/run/xpum/health.sock")
+    pod = ds["spec"]["template"]["spec"]
+    (plugin,) = pod["containers"]
+    assert plugin["args"][-1] == "-xpumd-endpoint=/var/run/xpum/health.sock"
+    assert {"name": "xpumdsocket", "mountPath": "/var/run/xpum", "readOnly": True} in plugin["volumeMounts"]
+    assert {"name": "xpumdsocket", "hostPath": {"path": "/var/run/xpum", "type": "DirectoryOrCreate"}} \
+        in pod["volumes"]
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
