@@ -3,6 +3,9 @@
 kubectl is the machine's real /usr/bin/kubectl applying to the emulated API server of
 tests/fakes/kube_api.py (one per case); a recording fake kubectl is used only for the failure
 case. Every case is an inventory host with its own paths under tmp_path, so one run covers many.
+The second run passes an explicit ``kube_plugins`` list as JSON extra vars (-e), which overrides
+every host's inventory value: it reconfigures the ``dict`` host for real (kubectl apply
+"configured") and must not touch the hosts selected by StarlingX's ``k8s_plugins``.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from tests.fakes.kube_api import FakeKubeAPI
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
 DEFAULT_FILE = {"intel-gpu-plugin": "intelgpu=enabled"}
+XPUMD = "/run/xpumd/intelxpuinfo.sock"
+LIST_OVERRIDE = ["intel-gpu-plugin"]  # -e '{"kube_plugins": ["intel-gpu-plugin"]}' in the second run
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -70,16 +75,21 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "dict": _case(tmp_path, apis, "dict", import_plugins=True,
                           kube_plugins={"intel-gpu-plugin": "gpu.example.com/intel=yes"},
                           bringup_kubemaster_gpu_shared_dev_num=4,
-                          bringup_kubemaster_gpu_enable_monitoring=True),
+                          bringup_kubemaster_gpu_enable_monitoring=True,
+                          bringup_kubemaster_gpu_xpumd_endpoint=XPUMD),
             "stx2019": _case(tmp_path, apis, "stx2019", k8s_plugins={"intel-gpu-plugin": "intelgpu=enabled"}),
-            "stx2023": _case(tmp_path, apis, "stx2023", k8s_plugins=["intelgpu"]),
+            # a non-empty k8s_plugins deploys even with import_plugins explicitly false (as StarlingX)
+            "stx2023": _case(tmp_path, apis, "stx2023", k8s_plugins=["intelgpu"], import_plugins=False),
             # every error of an entry is reported together: unknown name + duplicate (2023 alias form)
             "unknown": _case(tmp_path, apis, "unknown",
                              k8s_plugins=["intel-gpu-plugin", "intel-fpga-plugin", "intelgpu"]),
-            # malformed label + bad flag value
+            # malformed label + bad flag values and combinations
             "malformed": _case(tmp_path, apis, "malformed", import_plugins=True,
                                kube_plugins={"intel-gpu-plugin": "intel gpu=on"},
-                               bringup_kubemaster_gpu_shared_dev_num=0),
+                               bringup_kubemaster_gpu_shared_dev_num=0,
+                               bringup_kubemaster_gpu_resource_manager=True,
+                               bringup_kubemaster_gpu_health_management=True,
+                               bringup_kubemaster_gpu_xpumd_endpoint="/xpumd.sock"),
             "kubectlfails": _case(tmp_path, apis, "kubectlfails", import_plugins=True,
                                   kubectl_cmd=str(fake_kubectl)),
         }
@@ -136,7 +146,9 @@ def test_deploys_every_selection_form(deployment: Deployment) -> None:
     dict_pod = _daemonset(apis["dict"])["spec"]["template"]["spec"]
     assert dict_pod["nodeSelector"] == {"gpu.example.com/intel": "yes", "kubernetes.io/arch": "amd64"}
     assert dict_pod["containers"][0]["args"] == ["-shared-dev-num=4", "-allocation-policy=none",
-                                                 "-enable-monitoring"]
+                                                 "-enable-monitoring", f"-xpumd-endpoint={XPUMD}"]
+    assert {"name": "xpumdsocket", "mountPath": "/run/xpumd", "readOnly": True} \
+        in dict_pod["containers"][0]["volumeMounts"]
     default_pod = _daemonset(apis["defaults"])["spec"]["template"]["spec"]
     assert default_pod["nodeSelector"] == {"intelgpu": "enabled", "kubernetes.io/arch": "amd64"}
     assert default_pod["containers"][0]["image"] == "intel/intel-gpu-plugin:0.1.0"
@@ -148,7 +160,12 @@ def test_bad_input_fails_before_any_change(deployment: Deployment) -> None:
     assert "unknown plugin 'intel-fpga-plugin'" in result.failures("unknown")
     assert "plugin 'intelgpu' is selected more than once" in result.failures("unknown")
     assert "plugin 'intel-gpu-plugin': label 'intel gpu=on'" in result.failures("malformed")
-    assert "bringup_kubemaster_gpu_shared_dev_num must be >= 1 (got 0)" in result.failures("malformed")
+    malformed = result.failures("malformed")
+    assert "bringup_kubemaster_gpu_shared_dev_num must be >= 1 (got 0)" in malformed
+    assert ("bringup_kubemaster_gpu_resource_manager needs bringup_kubemaster_gpu_shared_dev_num > 1"
+            in malformed)
+    assert "bringup_kubemaster_gpu_xpumd_endpoint must be an absolute socket path" in malformed
+    assert "bringup_kubemaster_gpu_xpumd_endpoint and bringup_kubemaster_gpu_health_management" in malformed
     assert "fake kubectl: connection refused" in result.failures("kubectlfails")
     for name in ("unknown", "malformed"):
         assert result.recap[name]["changed"] == 0, name
@@ -162,15 +179,25 @@ def test_bad_input_fails_before_any_change(deployment: Deployment) -> None:
 
 
 def test_rerun_changes_nothing_and_disabling_removes_the_file(deployment: Deployment) -> None:
+    """Second run: same inventory except defaults -> import_plugins false, plus -e kube_plugins list."""
     tmp_path, apis = deployment.tmp_path, deployment.apis
     hosts = {name: deployment.hosts[name] for name in GOOD}
     hosts["defaults"] = {**hosts["defaults"], "import_plugins": False}  # true -> false
     for api in apis.values():
         api.clear_records()
-    rerun = run_playbook(write_inventory(tmp_path / "rerun.yml", hosts), workdir=tmp_path)
+    rerun = run_playbook(write_inventory(tmp_path / "rerun.yml", hosts), "-e",
+                         json.dumps({"kube_plugins": LIST_OVERRIDE}), workdir=tmp_path)
     assert rerun.rc == 0, rerun.stdout[-3000:]
-    assert {h: r["changed"] for h, r in rerun.recap.items()} == {**dict.fromkeys(GOOD, 0), "defaults": 1}
-    for name in GOOD:
+    # dict: the extra-vars list replaces its inventory dict -> manifest, apply ("configured"), file
+    assert {h: r["changed"] for h, r in rerun.recap.items()} == {**dict.fromkeys(GOOD, 0), "defaults": 1,
+                                                                   "dict": 3}
+    assert json.loads(_plugins_file(tmp_path, "dict").read_text()) == DEFAULT_FILE
+    dict_pod = _daemonset(apis["dict"])["spec"]["template"]["spec"]
+    assert dict_pod["nodeSelector"] == {"intelgpu": "enabled", "kubernetes.io/arch": "amd64"}
+    assert dict_pod == _rendered(tmp_path, "dict")["spec"]["template"]["spec"]
+    assert [w.split()[0] for w in _writes(apis["dict"])] == ["PATCH"]
+    # stx2019/stx2023: k8s_plugins still wins over the extra-vars kube_plugins (unchanged, no writes)
+    for name in set(GOOD) - {"dict"}:
         assert _writes(apis[name]) == [], name  # kubectl apply found nothing to change
     assert not _plugins_file(tmp_path, "defaults").exists()
     assert _daemonset(apis["defaults"]) is not None  # disabling never deletes workloads (as StarlingX)
