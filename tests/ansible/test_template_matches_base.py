@@ -224,3 +224,9 @@ def test_image_digest_registry_and_pull_secrets() -> None:
     assert pod["containers"][0]["image"] == f"registry.local:9001/intel/intel-gpu-plugin:0.1.0@{digest}"
     assert pod["imagePullSecrets"] == [{"name": "default-registry-key"}]
     assert pod["nodeSelector"] == {"gpu.example.com/intel": "yes", "kubernetes.io/arch": "amd64"}
+
+
+def test_every_overlay_is_checked() -> None:
+    """A new overlay needs a role option (parity test above) or a test of its own here."""
+    checked = {"monitoring", "health", "xpumd", "fractional_resources", "nfd_labeled_nodes"}
+    assert {p.name for p in (DEPLOYMENTS / "overlays").iterdir() if p.is_dir()} == checked
