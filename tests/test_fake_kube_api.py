@@ -235,6 +235,38 @@ def test_real_kubectl_apply_is_idempotent(api: FakeKubeAPI, tmp_path: Path) -> N
     assert api.get_object("v1", "serviceaccounts", "intel-device-plugin", "kube-system") is not None
 
 
+RBAC_MANIFEST = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: intel-gpu-plugin-resource-manager}
+rules:
+- {apiGroups: [""], resources: [pods], verbs: [list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: intel-gpu-plugin-resource-manager}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: intel-gpu-plugin-resource-manager}
+subjects:
+- {kind: ServiceAccount, name: intel-device-plugin, namespace: kube-system}
+"""
+
+
+@pytest.mark.skipif(not Path(KUBECTL).exists(), reason="kubectl not installed")
+def test_real_kubectl_applies_cluster_scoped_rbac(api: FakeKubeAPI, tmp_path: Path) -> None:
+    """The resource manager's overlay carries a ClusterRole and its binding (cluster-scoped)."""
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+    manifest = tmp_path / "rbac.yaml"
+    manifest.write_text(RBAC_MANIFEST)
+    first = _kubectl(kubeconfig, "apply", "-f", str(manifest), "--validate=false")
+    assert first.returncode == 0, first.stderr
+    assert "clusterrole.rbac.authorization.k8s.io/intel-gpu-plugin-resource-manager created" in first.stdout
+    second = _kubectl(kubeconfig, "apply", "-f", str(manifest), "--validate=false")
+    assert second.stdout.count("unchanged") == 2, second.stdout + second.stderr
+    role = api.get_object("rbac.authorization.k8s.io/v1", "clusterroles", "intel-gpu-plugin-resource-manager")
+    assert role is not None
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]
+
+
 def test_stop_cuts_connections_and_restart_keeps_port_and_objects(api: FakeKubeAPI,
                                                                   core: client.CoreV1Api) -> None:
     api.add_node("n1", "U1", {"intelgpu": "enabled"})
