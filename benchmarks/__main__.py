@@ -12,9 +12,12 @@ SUITES = ("plugin", "sysinv", "ansible")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("suites", nargs="*", choices=SUITES,
-                        help="suites to run (default: all)")
+    parser.add_argument("suites", nargs="*", metavar="suite",
+                        help=f"suites to run: {', '.join(SUITES)} (default: all)")
     args = parser.parse_args(argv)
+    unknown = [s for s in args.suites if s not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite {unknown[0]!r} (choose from {', '.join(SUITES)})")
     results: list[Result] = []
     for name in args.suites or SUITES:
         module = importlib.import_module(f"benchmarks.{name}")

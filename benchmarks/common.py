@@ -1,6 +1,7 @@
 """Shared helpers for benchmark suites: a result record, percentiles, printing."""
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -36,8 +37,8 @@ def percentile(samples: list[float], pct: float) -> float:
     if not samples:
         raise ValueError("no samples")
     ordered = sorted(samples)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered))))
+    return ordered[rank - 1]
 
 
 def median(samples: list[float]) -> float:
