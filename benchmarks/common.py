@@ -46,11 +46,11 @@ def median(samples: list[float]) -> float:
 
 
 def format_table(results: list[Result]) -> str:
-    header = f"{'suite':<8} {'figure':<52} {'value':>12} {'target':>12} {'ratio':>7}  verdict"
+    header = f"{'suite':<8} {'figure':<64} {'value':>12} {'target':>12} {'ratio':>7}  verdict"
     lines = [header, "-" * len(header)]
     for r in results:
         target = "-" if r.target is None else f"{r.target:g} {r.unit}"
         ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
-        lines.append(f"{r.suite:<8} {r.name:<52} {r.value:>9.3f} {r.unit:<2} "
+        lines.append(f"{r.suite:<8} {r.name:<64} {r.value:>9.3f} {r.unit:<2} "
                      f"{target:>12} {ratio:>7}  {r.verdict}")
     return "\n".join(lines)
