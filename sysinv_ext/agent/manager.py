@@ -1,13 +1,16 @@
 """Agent manager: rescans sysfs and reports the host's device plugins to the conductor.
 
 Reports at start and whenever the detected set changes, including an empty set when the GPU is
-gone (StarlingX never sent one, so its labels stuck). A failed report is retried with capped
+gone (StarlingX never sent one, so its labels stuck); an unchanged set is reported again once per
+``report_interval``, so a conductor that could not act on an earlier report (plugin not enabled
+yet, database lost) catches up without an agent restart. A failed report is retried with capped
 exponential backoff until it succeeds; nothing here ever exits the process. Configuration and
 the ConductorAPI are passed in; the conductor is reached only through ``rpcapi``.
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -36,13 +39,16 @@ class AgentManager:
     """Owns the detect -> report loop; :meth:`run` blocks until :meth:`stop`."""
 
     def __init__(self, conf: cfg.ConfigOpts, conductor_api: Reporter, *,
-                 detect: Callable[[str], dict[str, str]] = pci.detect_device_plugins) -> None:
+                 detect: Callable[[str], dict[str, str]] = pci.detect_device_plugins,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._conf = conf
         self._api = conductor_api
         self._detect = detect
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._clock = clock
         self._reported: dict[str, str] | None = None  # None: nothing reported successfully yet
+        self._reported_at = 0.0  # clock() of the last successful report
         self._backoff = 0.0
         self.reports_sent = 0
 
@@ -75,10 +81,12 @@ class AgentManager:
                         "readable; retrying", self._conf.agent.sysfs_root)
             return self._fail_delay()
         labels = self._detect(self._conf.agent.sysfs_root)
-        if labels == self._reported:
-            return interval
+        since_report = self._clock() - self._reported_at
+        if labels == self._reported and since_report < interval:
+            return interval - since_report  # woken early (udev) and nothing changed
         if self._report(host_uuid, labels):
             self._reported = labels
+            self._reported_at = self._clock()
             self._backoff = 0.0
             return interval
         return self._fail_delay()

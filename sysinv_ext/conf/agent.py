@@ -30,8 +30,10 @@ opts = [
                     "status.nodeInfo.systemUUID). Default: read from "
                     "<sysfs_root>/class/dmi/id/product_uuid."),
     cfg.IntOpt("report_interval", default=60, min=1,
-               help="Seconds between periodic rescans of sysfs; a report is sent at start "
-                    "and whenever the set of detected device plugins changes."),
+               help="Seconds between periodic rescans of sysfs. A report is sent at start, "
+                    "whenever the set of detected device plugins changes, and again every "
+                    "interval even when unchanged (so a conductor that dropped an earlier "
+                    "report catches up)."),
     cfg.StrOpt("conductor_topic", default="sysinv.conductor_manager",
                help="RPC topic of the sysinv conductor (sysinv's rpcapi.MANAGER_TOPIC)."),
     cfg.StrOpt("payload_format", default="2023",

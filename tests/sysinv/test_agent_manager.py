@@ -73,9 +73,17 @@ def test_reports_at_start_even_when_empty(conf: cfg.ConfigOpts) -> None:
     assert manager.reported == {}
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_reports_only_on_change_including_removal(conf: cfg.ConfigOpts, sysfs: FakeSysfs) -> None:
     reporter = ScriptedReporter()
-    manager = AgentManager(conf, reporter)
+    manager = AgentManager(conf, reporter, clock=FakeClock())
     sysfs.add_gpu("0000:03:00.0", vfs=1)
     manager.run_once()
     manager.run_once()
@@ -84,6 +92,21 @@ def test_reports_only_on_change_including_removal(conf: cfg.ConfigOpts, sysfs: F
     manager.run_once()
     manager.run_once()
     assert reporter.delivered[1:] == [(HOST.upper(), {})]
+
+
+def test_unchanged_set_is_reported_again_each_interval(conf: cfg.ConfigOpts, sysfs: FakeSysfs) -> None:
+    """A conductor that dropped a report (plugin enabled later) gets it again without a restart."""
+    clock = FakeClock()
+    reporter = ScriptedReporter()
+    manager = AgentManager(conf, reporter, clock=clock)
+    sysfs.add_gpu("0000:03:00.0")
+    assert manager.run_once() == 60
+    clock.now += 20  # an early wake-up (udev) with nothing changed: no report, wait the rest
+    assert manager.run_once() == 40
+    assert len(reporter.delivered) == 1
+    clock.now += 40  # the interval has passed: the same set is reported again
+    assert manager.run_once() == 60
+    assert reporter.delivered == [(HOST.upper(), {"intelgpu": "enabled"})] * 2
 
 
 @pytest.mark.parametrize("error", [
