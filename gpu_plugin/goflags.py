@@ -9,11 +9,18 @@ the plugin and its side programs.
 """
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec
 
-__all__ = ["FlagError", "HelpRequested", "FlagSet", "ParsedFlags", "parse_go_bool", "parse_go_int"]
+__all__ = ["FlagError", "HelpRequested", "FlagSet", "ParsedFlags", "parse_go_bool", "parse_go_int",
+           "command", "EXIT_USAGE"]
+
+#: Exit code of a bad command line (Go's flag.ExitOnError uses 2 too).
+EXIT_USAGE = 2
+_P = ParamSpec("_P")
 
 _TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
@@ -29,6 +36,28 @@ class FlagError(ValueError):
 
 class HelpRequested(Exception):
     """``-h``/``-help`` was given and is not a defined flag (Go's ``flag.ErrHelp``)."""
+
+
+def command(prog: str, usage: Callable[[], str]) -> Callable[[Callable[_P, int]], Callable[_P, int]]:
+    """Decorator for a side program's ``main``: the one place that turns flag problems into exits.
+
+    ``-h``/``-help`` writes ``usage()`` to stderr and returns 0; a :class:`FlagError` raised while
+    ``main`` checks its command line becomes exactly one stderr line ``<prog>: <message>`` and exit
+    code 2 — Go's ``flag.ExitOnError`` without the usage dump.
+    """
+    def wrap(main: Callable[_P, int]) -> Callable[_P, int]:
+        @functools.wraps(main)
+        def run(*args: _P.args, **kwargs: _P.kwargs) -> int:
+            try:
+                return main(*args, **kwargs)
+            except HelpRequested:
+                sys.stderr.write(usage())
+                return 0
+            except FlagError as err:
+                sys.stderr.write(f"{prog}: {err}\n")
+                return EXIT_USAGE
+        return run
+    return wrap
 
 
 def parse_go_bool(text: str) -> bool:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from gpu_plugin import labeler
-from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested
+from gpu_plugin.goflags import FlagError, FlagSet, command
 
 LOG = logging.getLogger(__name__)
 PROG = "intel-gpu-nfdhook"
@@ -27,23 +27,14 @@ def _flagset() -> FlagSet:
     return fs
 
 
+@command(PROG, lambda: _flagset().usage())
 def main(argv: Sequence[str] | None = None) -> int:
-    fs = _flagset()
-    try:
-        flags = fs.parse(sys.argv[1:] if argv is None else argv)
-    except HelpRequested:
-        sys.stderr.write(fs.usage())
-        return 0
-    except FlagError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 2
+    flags = _flagset().parse(sys.argv[1:] if argv is None else argv)
     if flags.args:
-        print(f"{PROG}: unexpected argument: {flags.args[0]}", file=sys.stderr)
-        return 2
+        raise FlagError(f"unexpected argument: {flags.args[0]}")
     for name in ("sysfs-root", "devfs-root"):
         if not os.path.isdir(flags[name]):
-            print(f"{PROG}: -{name} {flags[name]}: no such directory", file=sys.stderr)
-            return 2
+            raise FlagError(f"-{name} {flags[name]}: no such directory", name)
     logging.basicConfig(level=logging.DEBUG if flags["v"] >= 4 else logging.WARNING, stream=sys.stderr,
                         format=f"{PROG}: %(levelname)s %(message)s")
     try:

@@ -17,7 +17,7 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 
-from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested
+from gpu_plugin.goflags import FlagError, FlagSet, command
 
 PROG = "render-device"
 INTEL = "0x8086"
@@ -127,21 +127,19 @@ def _summary(sysfs_root: str, devfs_root: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _flagset() -> FlagSet:
     fs = FlagSet(PROG)
     fs.string("sysfs-root", "/sys", "sysfs root (render nodes under <root>/class/drm)")
     fs.string("devfs-root", "/dev", "devfs root (render nodes under <root>/dri)")
-    try:
-        flags = fs.parse(sys.argv[1:] if argv is None else argv)
-        for name in ("sysfs-root", "devfs-root"):
-            if not os.path.isdir(flags[name]):
-                raise FlagError(f"-{name} {flags[name]}: no such directory", name)
-    except HelpRequested:
-        sys.stderr.write(fs.usage())
-        return 0
-    except FlagError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 2
+    return fs
+
+
+@command(PROG, lambda: _flagset().usage())
+def main(argv: Sequence[str] | None = None) -> int:
+    flags = _flagset().parse(sys.argv[1:] if argv is None else argv)
+    for name in ("sysfs-root", "devfs-root"):
+        if not os.path.isdir(flags[name]):
+            raise FlagError(f"-{name} {flags[name]}: no such directory", name)
     args = list(flags.args)
     if not args:
         sys.stdout.write(_summary(flags["sysfs-root"], flags["devfs-root"]))

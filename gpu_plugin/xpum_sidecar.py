@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested
+from gpu_plugin.goflags import FlagError, FlagSet, command
 from gpu_plugin.label_split import split_at_last_alnum
 from gpu_plugin.prometheus_text import Metrics as Metrics  # re-exported
 from gpu_plugin.prometheus_text import MetricsParseError as MetricsParseError
@@ -242,15 +242,9 @@ def parse_config(argv: Sequence[str]) -> tuple[Config, int]:
                   interval=float(flags["interval"]), startup_delay=float(flags["startup-delay"])), flags["v"]
 
 
+@command(PROG, lambda: _flagset().usage())
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        config, verbosity = parse_config(sys.argv[1:] if argv is None else argv)
-    except HelpRequested:
-        sys.stderr.write(_flagset().usage())
-        return 0
-    except FlagError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 2
+    config, verbosity = parse_config(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if verbosity >= 4 else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()

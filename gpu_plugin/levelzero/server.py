@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested
+from gpu_plugin.goflags import FlagError, FlagSet, command
 from gpu_plugin.levelzero import DEFAULT_SOCKET, ZE_ERROR_UNKNOWN, describe
 from gpu_plugin.levelzero._api import levelzero_pb2 as pb
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as pb_grpc
@@ -128,25 +128,18 @@ def _flagset() -> FlagSet:
     return fs
 
 
+@command(PROG, lambda: _flagset().usage())
 def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None) -> int:
-    fs = _flagset()
-    try:
-        flags = fs.parse(sys.argv[1:] if argv is None else argv)
-        if flags["source"] not in SOURCES:
-            raise FlagError(f'invalid value "{flags["source"]}" for flag -source: not one of '
-                            f'{", ".join(SOURCES)}', "source")
-        if not os.path.isdir(flags["sysfs-root"]):
-            raise FlagError(f"-sysfs-root {flags['sysfs-root']}: no such directory", "sysfs-root")
-        if len(os.fsencode(flags["socket"])) > MAX_SOCKET_PATH:
-            raise FlagError(f"-socket path is longer than {MAX_SOCKET_PATH} bytes", "socket")
-        if flags.args:
-            raise FlagError(f"unexpected argument: {flags.args[0]}")
-    except HelpRequested:
-        sys.stderr.write(fs.usage())
-        return 0
-    except FlagError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 2
+    flags = _flagset().parse(sys.argv[1:] if argv is None else argv)
+    if flags["source"] not in SOURCES:
+        raise FlagError(f'invalid value "{flags["source"]}" for flag -source: not one of '
+                        f'{", ".join(SOURCES)}', "source")
+    if not os.path.isdir(flags["sysfs-root"]):
+        raise FlagError(f"-sysfs-root {flags['sysfs-root']}: no such directory", "sysfs-root")
+    if len(os.fsencode(flags["socket"])) > MAX_SOCKET_PATH:
+        raise FlagError(f"-socket path is longer than {MAX_SOCKET_PATH} bytes", "socket")
+    if flags.args:
+        raise FlagError(f"unexpected argument: {flags.args[0]}")
     v = flags["v"]
     logging.basicConfig(level=logging.DEBUG if v >= 3 else logging.INFO if v >= 1 else logging.WARNING,
                         stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

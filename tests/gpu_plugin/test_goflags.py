@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, parse_go_bool, parse_go_int
+from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, command, parse_go_bool, parse_go_int
 
 
 def flags() -> FlagSet:
@@ -122,3 +122,21 @@ def test_go_int(text: str, value: int) -> None:
 def test_go_int_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_go_int(text)
+
+
+@pytest.mark.parametrize(("raises", "code", "stderr"), [
+    (None, 7, ""),
+    (HelpRequested(), 0, "usage of prog"),
+    (FlagError("invalid value \"x\" for flag -n", "n"), 2, 'prog: invalid value "x" for flag -n\n'),
+], ids=["passes-through", "help-is-usage-and-0", "flag-error-is-one-line-and-2"])
+def test_command_decorator_maps_flag_problems_to_exits(
+    capsys: pytest.CaptureFixture[str], raises: Exception | None, code: int, stderr: str
+) -> None:
+    @command("prog", lambda: "usage of prog")
+    def main(argv: list[str]) -> int:
+        if raises is not None:
+            raise raises
+        return 7
+
+    assert main([]) == code
+    assert capsys.readouterr().err == stderr
