@@ -16,12 +16,11 @@ from oslo_messaging import opts as messaging_opts
 from oslo_messaging._metrics import client as _metrics_client
 from oslo_messaging._tracing import client as _tracing_client
 
-from sysinv_ext.common import compat, context, exception
+from sysinv_ext.common import compat, constants, context, exception
 
 LOG = logging.getLogger(__name__)
 
-# sysinv's services call rpc.set_defaults(control_exchange='sysinv'); oslo.messaging says 'openstack'.
-DEFAULT_EXCHANGE = "sysinv"
+DEFAULT_EXCHANGE = constants.CONTROL_EXCHANGE
 # Exception modules whose classes a caller rebuilds from a remote failure (builtins always are).
 ALLOWED_EXMODS = [exception.__name__]
 

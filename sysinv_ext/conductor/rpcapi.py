@@ -11,9 +11,9 @@ from typing import Any, Literal, NewType, TypedDict
 
 import oslo_messaging as messaging
 
-from sysinv_ext.common import rpc
+from sysinv_ext.common import constants, rpc
 
-MANAGER_TOPIC = "sysinv.conductor_manager"
+MANAGER_TOPIC = constants.MANAGER_TOPIC
 RPC_TIMEOUT = 30
 
 HostUUID = NewType("HostUUID", str)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from sysinv_ext.common import constants
+
 GROUP = "agent"
 
 
@@ -34,7 +36,7 @@ opts = [
                     "whenever the set of detected device plugins changes, and again every "
                     "interval even when unchanged (so a conductor that dropped an earlier "
                     "report catches up)."),
-    cfg.StrOpt("conductor_topic", default="sysinv.conductor_manager",
+    cfg.StrOpt("conductor_topic", default=constants.MANAGER_TOPIC,
                help="RPC topic of the sysinv conductor (sysinv's rpcapi.MANAGER_TOPIC)."),
     cfg.StrOpt("payload_format", default="2023",
                choices=[("2023", 'device_plugins=["intelgpu"] (sysinv 2f3fa421, our conductor)'),

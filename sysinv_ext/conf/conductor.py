@@ -10,7 +10,9 @@ import socket
 
 from oslo_config import cfg
 
-DEFAULT_TOPIC = "sysinv.conductor_manager"
+from sysinv_ext.common import constants
+
+DEFAULT_TOPIC = constants.MANAGER_TOPIC
 DEFAULT_STATE_PATH = "/var/lib/sysinv-gpu"
 DEFAULT_DB_FILE = "conductor.sqlite"
 

@@ -11,13 +11,14 @@ import copy
 
 from oslo_config import cfg
 
+from sysinv_ext.common import constants
 from sysinv_ext.conf import conductor, kubernetes
 
 # The [DEFAULT] messaging options worth showing in our samples, and the defaults our
 # services set (sysinv's services call set_defaults(control_exchange='sysinv')).
 _MESSAGING_DEFAULTS = {
     "transport_url": None,
-    "control_exchange": "sysinv",
+    "control_exchange": constants.CONTROL_EXCHANGE,
     "rpc_response_timeout": None,
     "executor_thread_pool_size": None,
 }
