@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from gpu_plugin import scan as gpuscan
+from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
 from gpu_plugin.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.rm import config as rmconfig
@@ -160,8 +161,8 @@ def _check_args(v: ParsedFlags) -> None:
         for name in ("temp-limit", "gpu-temp-limit", "memory-temp-limit"):
             if v[name] != DEFAULT_TEMP_LIMIT:
                 raise UsageError(name, "temperature limits do not work with xpumd health source")
-        if len(os.fsencode(v["xpumd-endpoint"])) > 107:
-            raise UsageError("xpumd-endpoint", "unix socket path longer than 107 bytes")
+        if len(os.fsencode(v["xpumd-endpoint"])) > MAX_SOCKET_PATH:
+            raise UsageError("xpumd-endpoint", f"unix socket path longer than {MAX_SOCKET_PATH} bytes")
     if not v["scan-interval"] > 0:
         raise UsageError("scan-interval", f"must be a positive number of seconds (got {v['scan-interval']})")
 

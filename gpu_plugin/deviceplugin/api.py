@@ -22,6 +22,8 @@ ResourceType = NewType("ResourceType", str)
 
 #: Kubelet's API version string sent in RegisterRequest.
 API_VERSION = "v1beta1"
+#: Longest unix socket path Linux accepts: sizeof(sockaddr_un.sun_path) - 1 (the NUL).
+MAX_SOCKET_PATH = 107
 
 
 class Health(str, enum.Enum):

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from gpu_plugin.deviceplugin import api
 from gpu_plugin.goflags import FlagError, FlagSet, command
 from gpu_plugin.levelzero import DEFAULT_SOCKET, ZE_ERROR_UNKNOWN, describe
 from gpu_plugin.levelzero._api import levelzero_pb2 as pb
@@ -29,7 +30,7 @@ from gpu_plugin.levelzero.sources import Source, open_source
 LOG = logging.getLogger(__name__)
 PROG = "intel-gpu-levelzero"
 SOCKET_MODE = 0o660
-MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the NUL
+MAX_SOCKET_PATH = api.MAX_SOCKET_PATH
 SOURCES = ("auto", "levelzero", "sysfs")
 
 T = TypeVar("T")

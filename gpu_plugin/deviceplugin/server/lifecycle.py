@@ -28,7 +28,7 @@ from gpu_plugin.deviceplugin.watch import ANY, Backoff, DirWatcher, file_identit
 LOG = logging.getLogger(__name__)
 
 KUBELET_SOCKET = "kubelet.sock"
-MAX_SOCKET_PATH = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
+MAX_SOCKET_PATH = api.MAX_SOCKET_PATH
 
 
 def socket_is_live(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
