@@ -25,6 +25,7 @@ from tests.fakes.kube_semantics import (
     merge_patch,
     route,
 )
+from tests.fakes.kube_watch import EventLog
 
 
 class KubeStore:
@@ -34,6 +35,7 @@ class KubeStore:
         self._lock = threading.RLock()
         self._objects: dict[Key, Obj] = {}
         self._revision = 0
+        self.events = EventLog()
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
@@ -77,7 +79,31 @@ class KubeStore:
         self._revision += 1
         meta["resourceVersion"] = str(self._revision)
         self._objects[key] = obj
+        self.events.append(self._revision, "ADDED" if old is None else "MODIFIED", key, obj)
         return obj
+
+    def snapshot(self, key: Key) -> tuple[list[Obj], int]:
+        """The objects of ``key``'s collection and the revision they are at (a watch from 0)."""
+        with self._lock:
+            items = [o for k, o in sorted(self._objects.items())
+                     if k[:3] == key[:3] and (not key[3] or k[3] == key[3])]
+            return items, self._revision
+
+    @property
+    def revision(self) -> int:
+        with self._lock:
+            return self._revision
+
+    def delete_object(self, key: Key) -> Obj | None:
+        """Remove the object at ``key`` (a DELETED event at a new resourceVersion)."""
+        with self._lock:
+            current = self._objects.pop(key, None)
+            if current is not None:
+                self._revision += 1
+                gone = {**current, "metadata": {**current["metadata"],
+                                                "resourceVersion": str(self._revision)}}
+                self.events.append(self._revision, "DELETED", key, gone)
+            return current
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], ctype: str,
                 body: Any) -> tuple[int, Obj]:
@@ -109,7 +135,7 @@ class KubeStore:
             if method == "GET":
                 return 200, copy.deepcopy(current)
             if method == "DELETE":
-                del self._objects[key]
+                self.delete_object(key)
                 return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                              "details": {"name": name, "group": group, "kind": plural,
                                          "uid": current["metadata"]["uid"]}}

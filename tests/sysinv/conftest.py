@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,6 +111,30 @@ def conductor_conf(tmp_path: Path, kubeconfig: Path, plugins_path: Path) -> cfg.
     return conf
 
 
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` s (conditions, never a fixed sleep)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def cache_caught_up(manager: ConductorManager, api: FakeKubeAPI) -> bool:
+    """True when the manager's node cache holds every node at the server's resourceVersion."""
+    cached = {n.name: n.resource_version for n in manager.cache.nodes()}
+    served = {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+              for o in api.list_objects("v1", "nodes")}
+    return manager.cache.synced and cached == served
+
+
+def sync_cache(manager: ConductorManager, api: FakeKubeAPI, timeout: float = 10.0) -> None:
+    """Start the manager's cache and wait until it has seen every change on the server."""
+    manager.start()
+    assert wait_for(lambda: cache_caught_up(manager, api), timeout), "node cache did not catch up"
+
+
 def make_manager(conf: cfg.ConfigOpts) -> ConductorManager:
     """A manager on an upgraded database, as the service builds it."""
     manager = ConductorManager(conf)
@@ -121,6 +146,7 @@ def make_manager(conf: cfg.ConfigOpts) -> ConductorManager:
 def manager(conductor_conf: cfg.ConfigOpts) -> Iterator[ConductorManager]:
     mgr = make_manager(conductor_conf)
     yield mgr
+    mgr.close()
     mgr.engine.dispose()
 
 
