@@ -1,15 +1,22 @@
 """``sysinv-gpu-conductor --config-file FILE``: the conductor service (threads, no eventlet).
 
 Order at start: parse config and set up oslo.log; upgrade the label database to the newest
-alembic revision (retrying with back-off while it is unreachable); start the RPC server on
-``[conductor]topic``/``[conductor]host``; start the audit thread. SIGTERM or SIGINT stop
-everything cleanly; only the main thread decides the exit code.
+alembic revision (retrying with back-off while it is unreachable); start the node cache
+(LIST + WATCH, also on a standby, so a takeover starts warm); then, with
+``[conductor]leader_election`` (default), compete for the Kubernetes Lease and only while
+holding it serve: RPC server on ``[conductor]topic``/``[conductor]host`` and the audit thread.
+Only the active conductor consumes the topic (and binds any ZeroMQ port): a standby never
+answers, so a caller never gets a reply from a conductor that does not patch; requests sent
+during a takeover wait in the broker's queue. Losing the Lease stops serving. SIGTERM or
+SIGINT stop everything cleanly (the Lease is released, so the standby takes over at once);
+only the main thread decides the exit code.
 """
 from __future__ import annotations
 
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -56,58 +63,123 @@ def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
     return False
 
 
+def check_lease_options(conf: cfg.ConfigOpts) -> None:
+    """client-go's rules: retry_period < renew_deadline < duration (else two could serve)."""
+    group = conf.conductor
+    if not group.lease_retry_period < group.lease_renew_deadline < group.lease_duration:
+        raise exception.ConfigurationError(
+            reason=f"[conductor] needs lease_retry_period ({group.lease_retry_period}) < "
+            f"lease_renew_deadline ({group.lease_renew_deadline}) < lease_duration "
+            f"({group.lease_duration})")
+
+
+class Serving:
+    """What only the active conductor runs: the RPC server(s) and the audit thread."""
+
+    def __init__(self, conf: cfg.ConfigOpts, manager: Any, fatal: threading.Event) -> None:
+        self.conf, self.manager, self._fatal = conf, manager, fatal
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._started = threading.Event()
+        self._audit: Any = None
+
+    def start(self) -> None:
+        import oslo_messaging as messaging
+
+        from sysinv_ext.common import rpc
+        from sysinv_ext.conductor.audit import AuditLoop
+
+        conf = self.conf
+        with self._lock:
+            if self._server is not None:
+                return
+            self.manager.activate()
+            target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
+            server = rpc.get_server(conf, target, [self.manager])
+            started = self._started = threading.Event()
+            self._server = server
+            # ZeroMQ (sysinv's zerorpc transport) binds here too, when configured: only the
+            # active conductor binds its port.
+
+            def start_server() -> None:
+                # oslo.messaging's start() blocks while the broker is unreachable (it retries
+                # the connection forever); keep the election and SIGTERM free meanwhile.
+                try:
+                    server.start()
+                except Exception:
+                    LOG.exception("RPC server failed to start")
+                    self._fatal.set()
+                    return
+                started.set()
+                LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
+                         conf.conductor.topic, conf.control_exchange)
+
+            threading.Thread(target=start_server, name="rpc-start", daemon=True).start()
+            self._audit = AuditLoop(self.manager.audit, conf.conductor.audit_interval)
+            self._audit.start()
+
+    def stop(self) -> None:
+        from sysinv_ext.common import rpc
+
+        with self._lock:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            self.manager.deactivate()
+            if self._audit is not None:
+                self._audit.stop()
+            if self._started.is_set():
+                _bounded("stop the RPC server", lambda: rpc.stop_server(server), STOP_TIMEOUT)
+            else:
+                LOG.warning("RPC server never connected to the broker; exiting without it")
+            LOG.info("Conductor %s no longer serving", self.conf.conductor.host)
+
+
 class ConductorService:
-    """RPC server + audit thread around one ConductorManager."""
+    """Node cache, leader election and, while active, RPC server + audit thread."""
 
     def __init__(self, conf: cfg.ConfigOpts, stop: threading.Event | None = None) -> None:
         self.conf = conf
         self.stop_event = stop or threading.Event()
 
     def run(self) -> int:
-        import oslo_messaging as messaging
-
         from sysinv_ext.common import rpc
         from sysinv_ext.conductor import kube
-        from sysinv_ext.conductor.audit import AuditLoop
+        from sysinv_ext.conductor.kube.lease import LeaderElector, LeaseConfig
         from sysinv_ext.conductor.manager import ConductorManager
 
         conf = self.conf
         rpc.register_opts(conf)  # [DEFAULT]transport_url, control_exchange (default sysinv)
+        if conf.conductor.leader_election:
+            check_lease_options(conf)
         if not upgrade_database(conf, self.stop_event):
             return 0
         kube.warm_up()
         manager = ConductorManager(conf)
-        target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
-        server = rpc.get_server(conf, target, [manager])
-        audit = AuditLoop(manager.audit, conf.conductor.audit_interval)
-        started = threading.Event()
-
-        def start_server() -> None:
-            # oslo.messaging's start() blocks while the broker is unreachable (it retries the
-            # connection forever); keep the main thread free to react to SIGTERM meanwhile.
-            try:
-                server.start()
-            except Exception:
-                LOG.exception("RPC server failed to start")
-                self.stop_event.set()
-                return
-            started.set()
-            LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
-                     conf.conductor.topic, conf.control_exchange)
-
-        starter = threading.Thread(target=start_server, name="rpc-start", daemon=True)
-        starter.start()
-        audit.start()
+        serving = Serving(conf, manager, self.stop_event)
+        elector = None
+        if conf.conductor.leader_election:
+            manager.deactivate()  # standby until the Lease is ours
+            group = conf.conductor
+            elector = LeaderElector(manager.kube, LeaseConfig(
+                namespace=group.lease_namespace, name=group.lease_name, identity=group.host,
+                duration=group.lease_duration, renew_deadline=group.lease_renew_deadline,
+                retry_period=group.lease_retry_period), on_started=serving.start,
+                on_stopped=serving.stop)
+        manager.start()  # node cache: LIST + WATCH, warm on a standby too
+        if elector is not None:
+            elector.start()
+        else:
+            serving.start()
         try:
             while not self.stop_event.wait(1.0):
                 pass
         finally:
             LOG.info("Conductor %s stopping", conf.conductor.host)
-            audit.stop()
-            if started.is_set():
-                _bounded("stop the RPC server", lambda: rpc.stop_server(server), STOP_TIMEOUT)
-            else:
-                LOG.warning("RPC server never connected to the broker; exiting without it")
+            if elector is not None:
+                elector.stop(STOP_TIMEOUT)  # steps down (serving.stop) and releases the Lease
+            serving.stop()
+            manager.close()
             manager.engine.dispose()
         return 0
 

@@ -132,7 +132,8 @@ class DesiredState:
                 fresh = HostEntry(dict(st.labels), st.seen, st.reported_at.timestamp(),
                                   version=entry.version + 1 if entry else 0)
                 if entry is None or (entry.version == before.get(uuid) and (
-                        dict(entry.labels) != fresh.labels or entry.seen != fresh.seen)):
+                        dict(entry.labels) != fresh.labels or entry.seen != fresh.seen
+                        or abs(entry.reported_at - fresh.reported_at) > 1.0)):
                     self._hosts[uuid] = fresh
                     replaced += 1
             self._loaded = True

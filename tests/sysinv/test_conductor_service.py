@@ -162,12 +162,13 @@ def test_service_labels_audits_restarts_and_stops(service: dict[str, Any], fake_
                                                                 "label_value": "enabled"}]}, timeout=15)
     assert fake_kube.node_labels("worker-1") == {"intelgpu": "enabled"}
 
-    # garbage and unknown hosts come back as our exception types; the server keeps serving
+    # garbage comes back as our exception type; a host without a node yet is pending (no
+    # error, SPEC section 2); the server keeps serving
     with pytest.raises(exception.InvalidPayload):
         api.client.prepare(version="1.0").call({}, "device_plugin_labels_update_by_ihost",
                                                 host_uuid=HOST_A, device_plugins="intelgpu")
-    with pytest.raises(exception.HostNotFound):
-        api.device_plugin_labels_update_by_ihost({}, "00000000-dead-beef-0000-000000000000", {})
+    assert api.device_plugin_labels_update_by_ihost(
+        {}, "00000000-dead-beef-0000-000000000000", {})["node"] is None
 
     # label removed by hand -> the audit thread (1 s) puts it back
     fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
@@ -195,7 +196,7 @@ def test_sigterm_while_broker_unreachable_exits_0(tmp_path: Path) -> None:
     log = tmp_path / "conductor.log"
     config.write_text(
         f"[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{rabbit_fake.free_port()}/\n"
-        f"log_file = {log}\n[conductor]\nstate_path = {tmp_path}/state\n"
+        f"log_file = {log}\n[conductor]\nstate_path = {tmp_path}/state\nleader_election = false\n"
         f"enabled_kube_plugins = {tmp_path}/absent\n[kubernetes]\nkubeconfig = {tmp_path}/absent\n")
     conductor = Conductor(config, log)
     conductor.start()
