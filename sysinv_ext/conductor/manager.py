@@ -25,6 +25,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.common import exception
+from sysinv_ext.common.memory import release_memory
 from sysinv_ext.conductor import audit as audit_mod
 from sysinv_ext.conductor.kube import KubeClient, Node, index_by_system_uuid
 from sysinv_ext.conductor.kube.cache import NodeCache
@@ -250,6 +251,7 @@ class ConductorManager:
                         "(e.g. %s); labelled when their node appears", len(plan.hosts_without_node),
                         ", ".join(plan.hosts_without_node[:3]))
         patched, failed = self._converge_all(list(plan.patches))
+        release_memory()  # the decoded LIST is garbage now
         return audit_mod.AuditResult(nodes=len(nodes), patched=patched, failed=failed,
                                      forgotten=forgotten,
                                      hosts_without_node=len(plan.hosts_without_node),

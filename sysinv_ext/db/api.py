@@ -208,18 +208,20 @@ def _utc(value: datetime) -> datetime:
 def host_state_get_all(engine: Engine) -> dict[str, HostState]:
     """Every host's recorded state (two queries); label rows without a host row count as
     seen hosts (written by code older than revision 0002)."""
-    with _session(engine, "host_state_get_all") as session:
-        hosts = {h.host_uuid: h for h in session.scalars(select(Host))}
+    with _session(engine, "host_state_get_all") as session:  # plain rows: no ORM objects
+        hosts = {uuid: (reported, seen) for uuid, reported, seen in session.execute(
+            select(Host.host_uuid, Host.reported_at, Host.seen_at))}
         labels: dict[str, dict[str, str | None]] = {}
-        for row in session.scalars(select(Label)):
-            labels.setdefault(row.host_uuid, {})[row.label_key] = row.label_value
+        for uuid, key, value in session.execute(
+                select(Label.host_uuid, Label.label_key, Label.label_value)):
+            labels.setdefault(uuid, {})[key] = value
     now = datetime.now(timezone.utc)
     result = {}
     for uuid in hosts.keys() | labels.keys():
         host = hosts.get(uuid)
         result[uuid] = HostState(uuid, MappingProxyType(labels.get(uuid, {})),
-                                 seen=host is None or host.seen_at is not None,
-                                 reported_at=_utc(host.reported_at) if host else now)
+                                 seen=host is None or host[1] is not None,
+                                 reported_at=_utc(host[0]) if host else now)
     return result
 
 

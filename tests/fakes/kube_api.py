@@ -88,6 +88,7 @@ class FakeKubeAPI:
         self._thread: threading.Thread | None = None
         self.requests: list[RecordedRequest] = []
         self.patches: list[RecordedRequest] = []
+        self.patch_applied: list[float] = []  # time.perf_counter() when each PATCH was stored
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> FakeKubeAPI:
@@ -198,6 +199,7 @@ class FakeKubeAPI:
         with self._lock:
             self.requests.clear()
             self.patches.clear()
+            self.patch_applied.clear()
 
     # -- fault injection ---------------------------------------------------------------------
     def inject(self, method: str, path_regex: str, status: int = 500, times: int = 1,
@@ -283,6 +285,9 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 if isinstance(body, str):
                     raise ApiError(400, "request body is not valid JSON")
                 code, payload = api.store.handle(self.command, url.path, query, ctype, body)
+                if self.command == "PATCH":
+                    with api._lock:
+                        api.patch_applied.append(time.perf_counter())
             except ApiError as exc:
                 code, payload = exc.code, status_body(exc.code, exc.message, exc.reason, exc.details)
             self._reply(code, payload)

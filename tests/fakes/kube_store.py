@@ -62,7 +62,7 @@ class KubeStore:
 
     def _save(self, key: Key, obj: Obj, old: Obj | None) -> Obj:
         group, version, plural = key[:3]
-        meta = obj.setdefault("metadata", {})
+        meta = obj["metadata"] = dict(obj.get("metadata") or {})  # never mutate a saved object's
         if old is not None and _strip_meta(old) == _strip_meta(obj):
             return old  # no-op: keep resourceVersion (kubectl apply then reports "unchanged")
         obj["apiVersion"] = f"{group}/{version}" if group else version
@@ -107,6 +107,8 @@ class KubeStore:
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], ctype: str,
                 body: Any) -> tuple[int, Obj]:
+        """One request. The answer may share objects with the store: serialize it, never
+        mutate it (saved objects are replaced, never changed in place)."""
         parts = [p for p in path.split("/") if p]
         document = discovery(parts)
         if document is not None:
@@ -126,14 +128,14 @@ class KubeStore:
                 if method == "GET":
                     return 200, self._list(key, kind, query)
                 if method == "POST":
-                    return 201, copy.deepcopy(self._create(key, body))
+                    return 201, self._create(key, body)
                 raise ApiError(405, f"{method} not allowed on a collection")
             current = self._objects.get(key)
             if current is None:
                 raise ApiError(404, f'{plural}{"." + group if group else ""} "{name}" not found',
                                details={"name": name, "group": group, "kind": plural})
             if method == "GET":
-                return 200, copy.deepcopy(current)
+                return 200, current
             if method == "DELETE":
                 self.delete_object(key)
                 return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -145,12 +147,12 @@ class KubeStore:
                 new = _patched(current, ctype, body, subresource)
             else:
                 raise ApiError(405, f"{method} not allowed")
-            return 200, copy.deepcopy(self._save(key, new, current))
+            return 200, self._save(key, new, current)
 
     def _list(self, key: Key, kind: str, query: dict[str, list[str]]) -> Obj:
         selector = query.get("labelSelector", [""])[0]
         fields = query.get("fieldSelector", [""])[0]
-        items = [copy.deepcopy(o) for k, o in sorted(self._objects.items())
+        items = [o for k, o in sorted(self._objects.items())
                  if k[:3] == key[:3] and (not key[3] or k[3] == key[3])
                  and match_labels(o["metadata"].get("labels") or {}, selector)
                  and match_fields(o, fields)]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from oslo_log import log as logging
 
 from sysinv_ext.common import exception
+from sysinv_ext.common.memory import release_memory
 from sysinv_ext.conductor.kube import KubeClient, Node, WatchExpired
 
 LOG = logging.getLogger(__name__)
@@ -53,6 +54,15 @@ class NodeCache:
             self._thread = threading.Thread(target=self._run, name="node-watch", daemon=True)
             self._thread.start()
         return self
+
+    def restart(self) -> NodeCache:
+        """Start again after ``stop()`` (``start()`` alone does not: a stopped cache stays
+        stopped, so a lazy start cannot undo a stop)."""
+        self.stop()
+        self._stop.clear()
+        self._closer = None
+        self._thread = None
+        return self.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop after the current request (a WATCH may take until its read times out)."""
@@ -153,9 +163,11 @@ class NodeCache:
                 if need_list:
                     self.lists += 1
                     nodes, version = self._client.list_nodes_at()
-                    changed = self._replace(nodes, version)
+                    changed, count = self._replace(nodes, version), len(nodes)
+                    del nodes
+                    release_memory()  # the decoded LIST is garbage now
                     self._synced.set()
-                    LOG.info("Node cache: %d nodes listed at resourceVersion %s", len(nodes), version)
+                    LOG.info("Node cache: %d nodes listed at resourceVersion %s", count, version)
                     self._changed(changed)
                     need_list = False
                 started, events = time.monotonic(), self.events
