@@ -26,7 +26,6 @@ from typing import Any
 
 import oslo_messaging as messaging
 from oslo_config import cfg
-
 from sqlalchemy import event, insert
 
 from benchmarks.common import Result, median, percentile
@@ -34,7 +33,6 @@ from sysinv_ext.common import rpc
 from sysinv_ext.conductor.manager import ConductorManager
 from sysinv_ext.conductor.rpcapi import ConductorAPI
 from sysinv_ext.conf import register_conductor_opts
-from sysinv_ext.db import api as db_api
 from sysinv_ext.db import migration
 from sysinv_ext.db.models import Host, Label, utcnow
 from tests.fakes.kube_api import FakeKubeAPI
@@ -132,7 +130,7 @@ def bench_report_latency(b: Bench, rounds: int = 100) -> list[Result]:
         label_ms.append((b.api.patch_applied[-1] - t0) * 1000)
         return_ms.append((returned - t0) * 1000)
     floor50, floor99 = median(floor_ms), percentile(floor_ms, 99)
-    gap = [r - label for r, label in zip(return_ms, label_ms)]
+    gap = [r - label for r, label in zip(return_ms, label_ms, strict=True)]
     return [
         Result(SUITE, "floor: empty oslo.messaging call (RabbitMQ), p50", floor50, "ms"),
         Result(SUITE, "floor: empty oslo.messaging call (RabbitMQ), p99", floor99, "ms"),

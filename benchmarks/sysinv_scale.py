@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import multiprocessing
+import os
 import shutil
 import signal
 import subprocess
@@ -101,8 +101,8 @@ def run() -> list[Result]:
     topic = "sysinv.conductor_manager.scale-" + uuid.uuid4().hex[:8]
     procs: dict[str, subprocess.Popen[bytes]] = {}
     keep = os.environ.get("BENCH_KEEP_DIR")
-    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="bench-scale-")) as tmpdir, \
-            _database(Path(tmpdir)) as db:
+    workdir = contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory(prefix="bench-scale-")
+    with workdir as tmpdir, _database(Path(tmpdir)) as db:
         tmp = Path(tmpdir)
         for i in range(NODES):
             api.add_node(f"node-{i:05d}", _uuid(i), {"kubernetes.io/hostname": f"node-{i:05d}"})
@@ -127,7 +127,7 @@ def run() -> list[Result]:
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 log = tmp / f"{name}.log"
                 if name == "controller-0" and not _wait(
-                        lambda: log.exists() and "serving topic" in log.read_text(), 120):
+                        lambda log=log: log.exists() and "serving topic" in log.read_text(), 120):
                     raise RuntimeError("controller-0 never served")  # (no queue yet: calls lost)
             agent.device_plugin_labels_update_by_ihost({}, _uuid(0), {})  # served by the active
             return _burst(api, topic) + _rss(procs) + _failover(api, agent, procs)
