@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs) afterwards")
     parser.add_argument("--transport", choices=("zmq", "amqp"),
-                        help="sysinv RPC between agent and conductor: zmq (sysinv's ZeroMQ, no broker) or "
-                        "amqp (RabbitMQ); default: amqp when RabbitMQ is reachable at 127.0.0.1:5672, else zmq")
+                        help="sysinv RPC between agent and conductor: zmq (sysinv's ZeroMQ, no broker) "
+                        "or amqp (RabbitMQ); default: amqp when RabbitMQ is reachable at 127.0.0.1:5672, "
+                        "else zmq")
     parser.add_argument("--transport-url", help="oslo.messaging URL for amqp (default: RabbitMQ at "
                         "127.0.0.1:5672; fake:/ runs agent and conductor in this process)")
     args = parser.parse_args(argv)
@@ -101,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     print("\n" + summary(outcomes, time.monotonic() - start))
     if code == 0:
-        print(f"\nOK: {flow.allocatable_line()}; RPC over {flow.transport_name()}; every process stopped, work dir "
-              f"{'kept' if args.keep else 'removed'}.")
+        print(f"\nOK: {flow.allocatable_line()}; RPC over {flow.transport_name()}; every process "
+              f"stopped, work dir {'kept' if args.keep else 'removed'}.")
     elif code == 1 and outcomes:
         print(f"\nFAILED at step '{outcomes[-1].step}'; logs of the programs were in {root}/logs"
               f"{'' if args.keep else ' (rerun with --keep to look at them)'}", file=sys.stderr)

@@ -2,8 +2,9 @@
 
 REAL: ansible-playbook, kubectl, sysinv-gpu-conductor, sysinv-gpu-agent, intel-gpu-plugin (each a
 separate process), RPC over RabbitMQ when reachable (else sysinv's ZeroMQ RPC, no broker), SQLite
-through SQLAlchemy, gRPC over unix sockets, the ``kubernetes`` client over HTTP.  EMULATED (tests/fakes): sysfs/devfs with GPUs, the Kubernetes API
-server, kubelet, and the DaemonSet controller (we match its nodeSelector and start the plugin).
+through SQLAlchemy, gRPC over unix sockets, the ``kubernetes`` client over HTTP.  EMULATED
+(tests/fakes): sysfs/devfs with GPUs, the Kubernetes API server, kubelet, and the DaemonSet
+controller (we match its nodeSelector and start the plugin).
 """
 from __future__ import annotations
 

@@ -221,8 +221,13 @@ class ZmqRpcClient:
         blob = wire.pack(event)  # TypeError for arguments the wire cannot carry
         with self._lock:
             if self._sock is None:
-                self._sock = _socket(self._context, zmq.DEALER)
-                self._sock.connect(self.endpoint)
+                sock = _socket(self._context, zmq.DEALER)
+                try:
+                    sock.connect(self.endpoint)
+                except zmq.ZMQError as err:  # e.g. a malformed address
+                    sock.close()
+                    raise ZmqRpcError(f"cannot connect to {self.endpoint}: {err}") from err
+                self._sock = sock
             sock = self._sock
             sock.send_multipart([b"", blob])
             deadline = _now() + limit

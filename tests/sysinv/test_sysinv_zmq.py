@@ -217,3 +217,33 @@ def test_sysinv_server_ignores_stock_zerorpc(sysinv_conductor: SysinvZmqServer) 
     finally:
         client.close()
     assert sysinv_conductor.invalid and "invalid msg format" in sysinv_conductor.invalid[0]
+
+
+def test_bad_conductor_address_is_a_delivery_failure() -> None:
+    api = ZmqConductorAPI("tcp://[not a host!]:9511", timeout=1)
+    try:
+        with pytest.raises(messaging.MessageDeliveryFailure, match="cannot connect"):
+            api.device_plugin_labels_update_by_ihost(our_context.get_admin_context(), "h", {})
+    finally:
+        api.close()
+
+
+@pytest.mark.parametrize(("ip", "endpoint"), [
+    ("::", "tcp://[controller]:9511"), ("127.0.0.1", "tcp://[127.0.0.1]:9511"),
+    ("fd00::2", "tcp://[fd00::2]:9511"), ("controller-1", "tcp://[controller-1]:9511")])
+def test_conductor_endpoint_as_sysinv_builds_it(ip: str, endpoint: str) -> None:
+    assert conductor_endpoint(ip, 9511) == endpoint
+
+
+@pytest.mark.parametrize("client_host", ["127.0.0.1", "::1"])
+def test_wildcard_bind_serves_ipv4_and_ipv6(client_host: str) -> None:
+    """sysinv binds tcp://[::]:port with IPv6 on (zerorpc patch 0007); so do we."""
+    from sysinv_ext.common import zmq_rpc
+
+    server = zmq_rpc.ZmqRpcServer(SysinvConductorStub(), [METHOD], "::", 0).start()
+    client = SysinvZmqClient(client_host, server.port, timeout=10)
+    try:
+        assert client.invoke(METHOD, admin_context(), host_uuid="h", device_plugins=[]) is None
+    finally:
+        client.close()
+        server.stop()
