@@ -18,7 +18,7 @@ from oslo_log import log as logging
 
 from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
 from sysinv_ext.common import exception
-from sysinv_ext.conf import register_conductor_opts
+from sysinv_ext.conf import register_conductor_opts, zeromq
 from sysinv_ext.conf.conductor import database_url
 
 # oslo.messaging, SQLAlchemy, alembic and the kubernetes client are imported once the command
@@ -34,6 +34,7 @@ ZMQ_METHODS = ("device_plugin_labels_update_by_ihost",)
 
 def register(conf: cfg.ConfigOpts) -> None:
     register_conductor_opts(conf)
+    zeromq.register_opts(conf)  # checked at start with the rest: a bad port is a usage error
 
 
 def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
