@@ -93,7 +93,6 @@ class ZmqRpcServer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self.calls = 0
 
     @property
     def endpoint(self) -> str:
@@ -184,7 +183,6 @@ class ZmqRpcServer:
         try:
             if func is None:
                 raise NameError(event.name)
-            self.calls += 1
             blob = wire.pack(wire.reply(event, "OK", [func(*event.args, **event.kwargs)]))
         except Exception as err:  # every failure goes back to the caller as ERR, at once
             cause: BaseException = err
