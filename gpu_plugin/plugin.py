@@ -70,7 +70,7 @@ class _Loop:
         while not stop.is_set():
             self._wake.clear()
             once()
-            self._wake.wait(self.interval)
+            self._wake.wait(min(self.interval, threading.TIMEOUT_MAX))  # inf would overflow
 
 
 class GpuScanner:

@@ -186,3 +186,39 @@ def test_sigterm_at_the_largest_shared_dev_num_is_prompt(short_dir: Path) -> Non
         assert proc.status("Threads") < 40
         proc.proc.send_signal(signal.SIGTERM)
         assert proc.proc.wait(10) == 0
+
+
+@pytest.mark.parametrize("attribute,text", [("vendor", None), ("numa_node", "garbage"), ("class", None)],
+                         ids=["FIFO vendor", "garbage numa_node", "FIFO class"])
+def test_a_bad_card_is_logged_when_it_appears_not_per_rescan(
+        short_dir: Path, caplog: pytest.LogCaptureFixture, attribute: str, text: str | None) -> None:
+    """In-process: the warning comes with the first scan that sees the problem, not with every rescan,
+    and again after the problem went away and came back."""
+    from gpu_plugin import scan as gs
+
+    fs = _host(short_dir, 2)
+    path = fs.pci_dir(_bdf(1)) / attribute
+    good = path.read_text()
+
+    def break_it() -> None:
+        path.unlink()
+        if text is None:
+            os.mkfifo(path)
+        else:
+            path.write_text(text)
+
+    def warnings_after_scans(scans: int) -> int:
+        caplog.clear()
+        for _ in range(scans):
+            tree = gs.scan(fs.sysfs_root, fs.devfs_root)
+            assert "card0-0" in tree["i915"]
+        return sum(1 for r in caplog.records if r.levelname == "WARNING" and "card1" in r.getMessage())
+
+    with caplog.at_level("WARNING"):
+        break_it()
+        assert warnings_after_scans(3) == 1
+        path.unlink()
+        path.write_text(good)
+        assert warnings_after_scans(2) == 0
+        break_it()
+        assert warnings_after_scans(2) == 1
