@@ -192,6 +192,8 @@ class DevicePluginServer:
         read (and marks the resource's devices Unhealthy) and only opens a new one when the plugin
         registers again: so unless a new stream comes within the grace, the supervisor registers
         again.  The grace (``stream_grace``: first, longest) doubles while streams keep dying young."""
+        if self._stop.is_set():
+            return
         with self._lost_lock:
             if lived >= self._relist.maximum:
                 self._relist.reset()
