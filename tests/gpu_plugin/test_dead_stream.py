@@ -114,3 +114,17 @@ def test_bad_numa_node_is_left_out_and_the_stream_lives(
     assert [devices[f"w{i}"].numa_nodes for i in (0, 1, 3)] == [(0,), (0,), (0,)]
     assert kubelet.connected(RES) and kubelet.allocatable(RES) == 4 and len(kubelet.registered(RES)) == 1
     assert "left out of their topology" in caplog.text
+
+
+def test_device_list_over_kubelets_limit_is_named_then_recovered(
+        served: tuple[FakeKubelet, DevicePluginServer], caplog: pytest.LogCaptureFixture) -> None:
+    """kubelet (here: grpcio's same 4 MiB default) can't read a ListAndWatch response over 4 MiB and
+    drops the stream; the plugin says why, and registers again once the list fits."""
+    kubelet, server = served
+    info = dev(0)
+    with caplog.at_level(logging.WARNING):
+        server.update({api.DeviceID(f"card{i // 1000}-{i % 1000}"): info for i in range(160_000)})  # ~4.4 MB
+        kubelet.wait_for(lambda: not kubelet.connected(RES), 20, "kubelet dropped the oversized list")
+        server.update(GOOD)
+        _healthy_again(kubelet, 1)
+    assert "over kubelet's 4194304-byte limit" in caplog.text

@@ -22,6 +22,8 @@ from gpu_plugin.deviceplugin.devices import DeviceState
 LOG = logging.getLogger(__name__)
 
 _PB_CACHE_SIZE = 1024
+#: kubelet dials plugins with grpc-go's default receive limit: a bigger ListAndWatch response is dropped.
+KUBELET_MAX_MESSAGE = 4 * 1024 * 1024
 _CODES = {api.UnknownDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
           api.UnhealthyDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
           api.AllocationError: grpc.StatusCode.INVALID_ARGUMENT}
@@ -93,6 +95,7 @@ class Servicer(pb_grpc.DevicePluginServicer):
         self._name = name
         #: called with the stream's age (s) when a ListAndWatch stream ends while serving
         self._on_stream_end = on_stream_end
+        self._oversize_logged = -1  #: the device list version last logged as too big for kubelet
         self._log = AllocationLog(name)
         #: The protobuf form of the last allocations (keyed by object identity: DeviceState
         #: returns the same ContainerAllocation object while the devices are unchanged).
@@ -139,6 +142,11 @@ class Servicer(pb_grpc.DevicePluginServicer):
                     LOG.error("%s: cannot send the device list to kubelet, ending the stream: %r",
                               self._name, err)
                     context.abort(grpc.StatusCode.INTERNAL, f"{self._name}: cannot encode the device list")
+                if response.ByteSize() > KUBELET_MAX_MESSAGE and sent != self._oversize_logged:
+                    self._oversize_logged = sent
+                    LOG.error("%s: %d devices make a %d-byte device list, over kubelet's %d-byte limit: "
+                              "kubelet will drop it (advertise fewer, e.g. a lower -shared-dev-num)",
+                              self._name, len(snapshot), response.ByteSize(), KUBELET_MAX_MESSAGE)
                 yield response
         finally:
             self._state.close_stream()
