@@ -8,7 +8,8 @@ on the same broker, measured in the same run. Figures: report -> label visible (
 stored by the API server) and -> call returned, over the floor; 200 agents at once; audits
 restoring 1,000 and 5,000 labels (one LIST, PATCHes concurrent) and a quiet audit (0 writes).
 The 5,000-node burst, conductor RSS and failover run the conductor as processes:
-benchmarks/sysinv_scale.py.
+benchmarks/sysinv_scale.py. The ZeroMQ figures (sysinv's zerorpc wire, same conductor, its own
+bare-call floor) come from benchmarks/sysinv_zmq.py.
 """
 from __future__ import annotations
 
@@ -270,9 +271,12 @@ def _broker_up() -> bool:
 def run() -> list[Result]:
     if not _broker_up():
         raise RuntimeError("RabbitMQ is not reachable at 127.0.0.1:5672 (start rabbitmq-server)")
+    from benchmarks.sysinv_zmq import bench_zmq
+
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-sysinv-") as tmp, _bench(Path(tmp)) as b:
         results += bench_report_latency(b)
+        results += bench_zmq(b.manager, b.api)  # same conductor, sysinv's ZeroMQ instead of AMQP
         results += bench_burst(b)
         results += bench_audit(b)
         results += bench_watch_restore(b)

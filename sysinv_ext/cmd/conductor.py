@@ -4,7 +4,9 @@ Order at start: parse config and set up oslo.log; upgrade the label database to 
 alembic revision (retrying with back-off while it is unreachable); start the node cache
 (LIST + WATCH, also on a standby, so a takeover starts warm); then, with
 ``[conductor]leader_election`` (default), compete for the Kubernetes Lease and only while
-holding it serve: RPC server on ``[conductor]topic``/``[conductor]host`` and the audit thread.
+holding it serve: the RPC server (``start_rpc_servers``: AMQP on
+``[conductor]topic``/``[conductor]host``, or sysinv's ZeroMQ when
+``[DEFAULT]rpc_backend_zeromq``) and the audit thread.
 Only the active conductor consumes the topic (and binds any ZeroMQ port): a standby never
 answers, so a caller never gets a reply from a conductor that does not patch; requests sent
 during a takeover wait in the broker's queue. Losing the Lease stops serving. SIGTERM or
@@ -23,7 +25,7 @@ from oslo_log import log as logging
 
 from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
 from sysinv_ext.common import exception
-from sysinv_ext.conf import register_conductor_opts
+from sysinv_ext.conf import register_conductor_opts, zeromq
 from sysinv_ext.conf.conductor import database_url
 
 # oslo.messaging, SQLAlchemy, alembic and the kubernetes client are imported once the command
@@ -33,10 +35,13 @@ LOG = logging.getLogger(__name__)
 PROG = "sysinv-gpu-conductor"
 PROJECT = "sysinv-gpu"
 STOP_TIMEOUT = 20.0  # seconds; below systemd's TimeoutStopSec=30s
+#: the conductor methods a ZeroMQ caller may call (nothing else of the manager is exposed)
+ZMQ_METHODS = ("device_plugin_labels_update_by_ihost",)
 
 
 def register(conf: cfg.ConfigOpts) -> None:
     register_conductor_opts(conf)
+    zeromq.register_opts(conf)  # checked at start with the rest: a bad port is a usage error
 
 
 def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
@@ -74,64 +79,37 @@ def check_lease_options(conf: cfg.ConfigOpts) -> None:
 
 
 class Serving:
-    """What only the active conductor runs: the RPC server(s) and the audit thread."""
+    """What only the active conductor runs: the RPC server (AMQP or ZeroMQ) and the audit."""
 
     def __init__(self, conf: cfg.ConfigOpts, manager: Any, fatal: threading.Event) -> None:
         self.conf, self.manager, self._fatal = conf, manager, fatal
         self._lock = threading.Lock()
-        self._server: Any = None
-        self._started = threading.Event()
+        self._servers: RpcServers | None = None
+        self._term = threading.Event()  # set when this term of serving ends
         self._audit: Any = None
 
     def start(self) -> None:
-        import oslo_messaging as messaging
-
-        from sysinv_ext.common import rpc
         from sysinv_ext.conductor.audit import AuditLoop
 
-        conf = self.conf
         with self._lock:
-            if self._server is not None:
+            if self._servers is not None:
                 return
             self.manager.activate()
-            target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
-            server = rpc.get_server(conf, target, [self.manager])
-            started = self._started = threading.Event()
-            self._server = server
-            # ZeroMQ (sysinv's zerorpc transport) binds here too, when configured: only the
-            # active conductor binds its port.
-
-            def start_server() -> None:
-                # oslo.messaging's start() blocks while the broker is unreachable (it retries
-                # the connection forever); keep the election and SIGTERM free meanwhile.
-                try:
-                    server.start()
-                except Exception:
-                    LOG.exception("RPC server failed to start")
-                    self._fatal.set()
-                    return
-                started.set()
-                LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
-                         conf.conductor.topic, conf.control_exchange)
-
-            threading.Thread(target=start_server, name="rpc-start", daemon=True).start()
-            self._audit = AuditLoop(self.manager.audit, conf.conductor.audit_interval)
+            self._term = threading.Event()
+            self._servers = start_rpc_servers(self.conf, self.manager, self._term, fatal=self._fatal)
+            self._audit = AuditLoop(self.manager.audit, self.conf.conductor.audit_interval)
             self._audit.start()
 
     def stop(self) -> None:
-        from sysinv_ext.common import rpc
-
         with self._lock:
-            server, self._server = self._server, None
-            if server is None:
+            servers, self._servers = self._servers, None
+            if servers is None:
                 return
+            self._term.set()  # a start still in progress (broker down, port taken) gives up
             self.manager.deactivate()
             if self._audit is not None:
                 self._audit.stop()
-            if self._started.is_set():
-                _bounded("stop the RPC server", lambda: rpc.stop_server(server), STOP_TIMEOUT)
-            else:
-                LOG.warning("RPC server never connected to the broker; exiting without it")
+            stop_rpc_servers(servers)
             LOG.info("Conductor %s no longer serving", self.conf.conductor.host)
 
 
@@ -182,6 +160,105 @@ class ConductorService:
             manager.close()
             manager.engine.dispose()
         return 0
+
+
+class RpcServers:
+    """The conductor's RPC server, AMQP (oslo.messaging) or sysinv's ZeroMQ, once started."""
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport  # "amqp" or "zmq"
+        self.started = threading.Event()
+        self.stop: Callable[[], object] = lambda: None
+        self.endpoint = ""  # ZeroMQ: tcp://[ip]:port actually bound
+
+
+def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event, *,
+                      fatal: threading.Event | None = None) -> RpcServers:
+    """Start serving ``manager`` on a thread and return at once (called when the Lease is ours).
+
+    AMQP: oslo.messaging's start() blocks while the broker is unreachable, so the main thread
+    stays free for SIGTERM. ZeroMQ: a failed bind (port in use) is retried with back-off.
+    ``stop`` ends this term: a start still in progress gives up, and a server that comes up
+    after it is stopped at once (a standby never serves). A server that cannot start at all
+    sets ``fatal`` (default ``stop``).
+    """
+    fatal = stop if fatal is None else fatal
+    from sysinv_ext.common import rpc
+
+    servers = RpcServers("zmq" if conf.rpc_backend_zeromq else "amqp")
+    if servers.transport == "amqp":
+        _warn_if_sysinv_topic(conf.conductor.topic)
+
+    def start_amqp() -> None:
+        import oslo_messaging as messaging
+
+        target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
+        server = rpc.get_server(conf, target, [manager])
+        try:
+            server.start()
+        except Exception:
+            LOG.exception("RPC server failed to start")
+            fatal.set()
+            return
+        if stop.is_set():  # stepped down while start() waited for the broker
+            rpc.stop_server(server)
+            return
+        servers.stop = lambda: rpc.stop_server(server)
+        servers.started.set()
+        LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
+                 conf.conductor.topic, conf.control_exchange)
+
+    def start_zmq() -> None:
+        import zmq
+
+        from sysinv_ext.common import exception, zmq_rpc
+
+        delay = 1.0
+        while not stop.is_set():
+            server = zmq_rpc.ZmqRpcServer(
+                manager, ZMQ_METHODS, conf.rpc_zeromq_conductor_bind_ip,
+                conf.rpc_zeromq_conductor_bind_port, name="sysinv-gpu-conductor",
+                expected=(exception.SysinvExtException,))
+            try:
+                server.start()
+            except zmq.ZMQError as err:
+                LOG.error("Cannot bind ZeroMQ RPC at %s: %s; retrying in %.0f s",
+                          server.endpoint, err, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if stop.is_set():  # stepped down meanwhile: a standby does not bind
+                server.stop()
+                return
+            servers.stop, servers.endpoint = server.stop, server.endpoint
+            servers.started.set()
+            LOG.info("Conductor %s serving ZeroMQ RPC at %s (sysinv's zerorpc wire, no broker)",
+                     conf.conductor.host, server.endpoint)
+            return
+
+    starter = threading.Thread(target=start_zmq if servers.transport == "zmq" else start_amqp,
+                               name="rpc-start", daemon=True)
+    starter.start()
+    return servers
+
+
+def stop_rpc_servers(servers: RpcServers) -> None:
+    """Stop what :func:`start_rpc_servers` started (bounded; never raises)."""
+    if servers.started.is_set():
+        _bounded("stop the RPC server", servers.stop, STOP_TIMEOUT)
+    else:
+        LOG.warning("RPC server never %s; exiting without it", "bound its ZeroMQ address"
+                    if servers.transport == "zmq" else "connected to the broker")
+
+
+def _warn_if_sysinv_topic(topic: str) -> None:
+    from sysinv_ext.common import constants
+
+    if topic == constants.MANAGER_TOPIC:
+        LOG.warning("[conductor]topic is sysinv's own %s: a RabbitMQ-based sysinv-conductor on "
+                    "the same broker shares this queue, and every sysinv call then goes to one "
+                    "of the two consumers (ours answers NoSuchMethod). Use it only on a system "
+                    "without one (StarlingX since 2022 runs sysinv over ZeroMQ).", topic)
 
 
 def _bounded(what: str, func: Callable[[], object], timeout: float) -> None:
