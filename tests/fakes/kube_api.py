@@ -208,9 +208,10 @@ class FakeKubeAPI:
         self._add(_Injection(method, re.compile(path_regex), times, status=status, reason=reason,
                              message=message or f"injected failure ({status})"))
 
-    def inject_drop(self, method: str, path_regex: str, times: int = 1) -> None:
-        """The next ``times`` matching requests: connection closed without any response."""
-        self._add(_Injection(method, re.compile(path_regex), times, drop=True))
+    def inject_drop(self, method: str, path_regex: str, times: int = 1, after: float = 0.0) -> None:
+        """The next ``times`` matching requests: connection closed without any response (after
+        ``after`` seconds: a request that hangs, then fails, never applied)."""
+        self._add(_Injection(method, re.compile(path_regex), times, drop=True, delay=after))
 
     def inject_delay(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
         """The next ``times`` matching requests are answered normally after ``seconds``."""

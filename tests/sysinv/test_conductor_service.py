@@ -210,3 +210,28 @@ def test_sigterm_while_broker_unreachable_exits_0(tmp_path: Path) -> None:
         assert "never connected to the broker" in text
     finally:
         conductor.kill()
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_kill_9_during_a_label_removal_converges_after_restart(service: dict[str, Any],
+                                                               fake_kube: FakeKubeAPI) -> None:
+    """Issue 11 item 4: the database says "absent" before the PATCH; a conductor killed while
+    the removal's PATCH hangs leaves the label, and the next conductor removes it."""
+    fake_kube.add_node("worker-0", HOST_A)
+    conductor: Conductor = service["conductor"]
+    api: ConductorAPI = service["api"]
+    conductor.start()
+    assert _wait_ready(api)["labels"] == {"intelgpu": "enabled"}
+    fake_kube.clear_records()
+    fake_kube.inject_drop("PATCH", "/nodes/worker-0$", times=1, after=60)  # hangs, never applied
+    with pytest.raises(messaging.MessagingTimeout):
+        api.device_plugin_labels_update_by_ihost({}, HOST_A, {})  # GPU gone
+    assert len(fake_kube.patches) == 1, "the removal's PATCH is in flight"
+    conductor.kill()  # SIGKILL
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+    fake_kube.clear_injections()
+    conductor.start()
+    assert _wait_for(lambda: fake_kube.node_labels("worker-0") == {}, timeout=60), \
+        "the recorded removal is applied by the restarted conductor"
+    assert conductor.stop() == 0
