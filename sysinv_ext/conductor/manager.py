@@ -111,7 +111,7 @@ class ConductorManager:
             self.kube = kube if kube is not None else KubeClient.from_conf(conf)
             self.engine = engine if engine is not None else db_api.get_engine(database_url(conf))
             self.plugins = plugins if plugins is not None else PluginsFile(
-                conf.conductor.enabled_kube_plugins)
+                conf.conductor.enabled_kube_plugins, conf.conductor.allowed_label_keys)
         self._lock = threading.Lock()
         self._nodes: dict[str, Node] = {}  # systemUUID -> last node seen (LIST, GET or PATCH)
 

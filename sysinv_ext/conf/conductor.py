@@ -43,6 +43,14 @@ conductor_opts = [
         '["intel-gpu-plugin"]. A missing file means no plugin is enabled; a corrupt file is '
         "logged and the previous content stays in force. Re-read whenever it changes.",
     ),
+    cfg.ListOpt(
+        "allowed_label_keys",
+        default=[],
+        help="Node label keys the conductor may set and remove besides those of the device "
+        "plugins it knows (intel-gpu-plugin: intelgpu). A key in enabled_kube_plugins that is "
+        "in neither is refused (logged, the rest of the file applies). Keys under kubernetes.io/, "
+        "k8s.io/ and node-role.* are always refused: they belong to Kubernetes.",
+    ),
     cfg.IntOpt(
         "audit_interval",
         default=60,
