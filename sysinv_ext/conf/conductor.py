@@ -81,7 +81,10 @@ database_opts = [
         help="SQLAlchemy URL of the label database. Unset means a SQLite file named "
         "conductor.sqlite under [conductor]state_path. Use PostgreSQL in production, e.g. "
         "postgresql+psycopg2://sysinv:PASSWORD@127.0.0.1/sysinv_gpu. The schema is upgraded "
-        "to the newest alembic revision when the conductor starts.",
+        "to the newest alembic revision when the conductor starts. A SQLite file that is not a "
+        "database (corrupt, truncated, a directory) is renamed to <file>.corrupt-<UTC time> and "
+        "a fresh one is used (agents re-report); one that cannot be created stops the conductor "
+        "with exit code 1.",
     ),
     cfg.IntOpt(
         "connect_retry_interval",
