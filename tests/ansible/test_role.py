@@ -71,6 +71,7 @@ def _first_run(tmp_path: Path, stack: ExitStack, cases: tuple[str, ...]) -> Depl
         "defaults": _case(tmp_path, apis, "defaults", import_plugins=True),
         "dict": _case(tmp_path, apis, "dict", import_plugins=True,
                       kube_plugins={"intel-gpu-plugin": "gpu.example.com/intel=yes"},
+                      bringup_kubemaster_allowed_label_keys=["gpu.example.com/intel"],
                       bringup_kubemaster_gpu_shared_dev_num=4,
                       bringup_kubemaster_gpu_enable_monitoring=True,
                       bringup_kubemaster_gpu_xpumd_endpoint=XPUMD),
