@@ -1,7 +1,7 @@
 """``intel-gpu-plugin``: flags, up-front checks, logging, signals, exit codes.
 
 Accepts every flag of upstream's gpu_plugin with upstream's meaning (Go flag
-syntax, :mod:`gpu_plugin.goflags`), plus ours (roots, kubelet dir, scan interval,
+syntax, :mod:`gpu_plugin.common.goflags`), plus ours (roots, kubelet dir, scan interval,
 Level-Zero socket, CDI dir).  The only module that knows the real default paths.
 Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 runtime failure, 2 bad flags
 (one stderr line naming the flag, no usage dump, no traceback).
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from types import FrameType
 
 from gpu_plugin import scan as gpuscan
+from gpu_plugin.common.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
+from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
-from gpu_plugin.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
-from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.rm import config as rmconfig
 
 # gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast.
