@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from demo.flow import Flow
-from demo.machine import broker_reachable
+from demo.machine import NODE, broker_reachable
+from tests.fakes import rabbit
 
 _FAILED: dict[str, str] = {}
 
@@ -62,3 +63,5 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
         yield flow
     finally:
         flow.close()
+        if url.startswith("rabbit:"):  # the flow's own exchange and queues (unique names)
+            rabbit.delete(queues=[flow.topic, f"{flow.topic}.{NODE}"], exchanges=[flow.exchange])
