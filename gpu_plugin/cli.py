@@ -3,7 +3,7 @@
 Accepts every flag of upstream's gpu_plugin with upstream's meaning (Go flag
 syntax, :mod:`gpu_plugin.common.goflags`), plus ours (roots, kubelet dir, scan interval,
 Level-Zero socket, CDI dir).  The only module that knows the real default paths.
-Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 runtime failure, 2 bad flags
+Exit codes: 0 clean stop (SIGTERM/SIGINT/SIGHUP/SIGQUIT), 1 runtime failure, 2 bad flags
 (one stderr line naming the flag, no usage dump, no traceback).
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from gpu_plugin import scan as gpuscan
+from gpu_plugin.common import klog
 from gpu_plugin.common.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
@@ -33,11 +34,13 @@ SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 SERVICE_ACCOUNT_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 POD_RESOURCES_SOCKET = rmconfig.POD_RESOURCES_SOCKET
 DEFAULT_TEMP_LIMIT = 100  # upstream's defaultTempLimit (°C)
-
-#: klog's flags (upstream registers them all); accepted, only -v has an effect here.
-_KLOG_BOOLS = ("logtostderr", "alsologtostderr", "add_dir_header", "skip_headers", "skip_log_headers",
-               "one_output")
-_KLOG_STRINGS = ("vmodule", "log_dir", "log_file", "log_backtrace_at", "stderrthreshold")
+#: -shared-dev-num upper bound.  Upstream has none, but kubelet reads a ListAndWatch response of
+#: at most 4 MiB (gRPC's default receive limit), about 28 bytes per device ID: 1000 IDs per GPU fit
+#: ~150 GPUs, well above any node's pod limit (110 by default) and upstream's fractional overlay (300).
+MAX_SHARED_DEV_NUM = 1000
+#: -scan-interval bounds (seconds): below 0.1 the fallback rescan is a busy loop, above a day it is
+#: off in all but name (and past ~292 years Python's waits overflow).
+SCAN_INTERVAL_RANGE = (0.1, 86400.0)
 
 __all__ = ["flagset", "parse", "Options", "main"]
 
@@ -47,13 +50,15 @@ def flagset() -> FlagSet:
     # upstream's flags (cmd/gpu_plugin/gpu_plugin.go main())
     f.string("prefix", "", "Prefix for devfs & sysfs paths")
     f.bool("enable-monitoring", False, "whether to enable monitoring (= all GPUs) resource(s)")
-    f.string("monitoring-mode", "split", "monitoring resource mode: split (per driver) or single")
+    f.string("monitoring-mode", "single", "monitoring resource mode: single (one combined "
+             "gpu.intel.com/monitoring, upstream's default since 2026-03) or split (per driver, deprecated)")
     f.bool("health-management", False, "enable Level-Zero sidecar based GPU health management")
     f.string("xpumd-endpoint", "", "enable xpumd based health management: unix socket path of the xpumd "
              "health service (e.g. /run/xpumd/intelxpuinfo.sock)")
     f.string("bypath", "single", "DRI device 'by-path/' directory mounting options: single, none, all")
     f.bool("wsl", False, "scan for / use WSL devices")
-    f.int("shared-dev-num", 1, "number of containers sharing the same GPU device")
+    f.int("shared-dev-num", 1, "number of containers sharing the same GPU device "
+          f"(1-{MAX_SHARED_DEV_NUM})")
     f.int("temp-limit", DEFAULT_TEMP_LIMIT, "Global temperature limit at which device is marked unhealthy")
     f.int("gpu-temp-limit", DEFAULT_TEMP_LIMIT, "GPU temperature limit at which device is marked unhealthy")
     f.int("memory-temp-limit", DEFAULT_TEMP_LIMIT, "Memory temperature limit for unhealthy")
@@ -61,16 +66,13 @@ def flagset() -> FlagSet:
     f.string("allow-ids", "", "comma-separated list of device IDs to allow (e.g. 0x49c5,0x49c6)")
     f.string("deny-ids", "", "comma-separated list of device IDs to deny (e.g. 0x49c5,0x49c6)")
     f.bool("resource-manager", False, "fractional GPU resource management (needs GPU Aware Scheduling)")
-    f.int("v", 0, "number for the log level verbosity")
-    for name in _KLOG_BOOLS:
-        f.bool(name, False, "klog flag, accepted for compatibility")
-    for name in _KLOG_STRINGS:
-        f.string(name, "", "klog flag, accepted for compatibility")
+    klog.add_flags(f)  # -v and klog's other flags (upstream calls klog.InitFlags)
     # ours
     f.string("sysfs-root", "/sys", "sysfs root (default: <prefix>/sys)")
     f.string("devfs-root", "/dev", "devfs root (default: <prefix>/dev)")
     f.string("kubelet-dir", "/var/lib/kubelet/device-plugins", "kubelet device-plugins directory")
-    f.float("scan-interval", 5.0, "fallback rescan period in seconds")
+    f.float("scan-interval", 5.0, "fallback rescan period in seconds "
+            f"({SCAN_INTERVAL_RANGE[0]:g}-{SCAN_INTERVAL_RANGE[1]:g})")
     f.string("levelzero-socket", "/var/lib/levelzero/server.sock", "Level-Zero sidecar socket")
     f.string("cdi-dir", "/var/run/cdi", "where CDI specs of allocated GPUs are written")
     f.string("kubeconfig", "", "-resource-manager: kubeconfig file instead of in-cluster API access")
@@ -99,6 +101,7 @@ class Options:
     temp_limits: tuple[int, int, int]  #: global, gpu, memory (°C)
     verbosity: int
     resource_manager: rmconfig.RmConfig | None = None  #: -resource-manager on
+    klog_ignored: tuple[str, ...] = ()  #: klog flags given that have no effect here (warned about)
 
 
 def _check_resource_manager(v: ParsedFlags) -> rmconfig.RmConfig:
@@ -134,6 +137,9 @@ def _check_args(v: ParsedFlags) -> None:
     if v["shared-dev-num"] < 1:
         raise UsageError("shared-dev-num", "the number of containers sharing the same GPU must be "
                          f"greater than zero (got {v['shared-dev-num']})")
+    if v["shared-dev-num"] > MAX_SHARED_DEV_NUM:
+        raise UsageError("shared-dev-num", f"at most {MAX_SHARED_DEV_NUM} containers can share a GPU "
+                         f"(got {v['shared-dev-num']}; kubelet's 4 MiB ListAndWatch limit)")
     if v["allocation-policy"] not in ("balanced", "packed", "none"):
         raise UsageError("allocation-policy", f"invalid value {v['allocation-policy']!r}, "
                          "the valid values: balanced, packed, none")
@@ -163,8 +169,30 @@ def _check_args(v: ParsedFlags) -> None:
                 raise UsageError(name, "temperature limits do not work with xpumd health source")
         if len(os.fsencode(v["xpumd-endpoint"])) > MAX_SOCKET_PATH:
             raise UsageError("xpumd-endpoint", f"unix socket path longer than {MAX_SOCKET_PATH} bytes")
-    if not v["scan-interval"] > 0:
-        raise UsageError("scan-interval", f"must be a positive number of seconds (got {v['scan-interval']})")
+    low, high = SCAN_INTERVAL_RANGE
+    if not low <= v["scan-interval"] <= high:  # also false for nan
+        raise UsageError("scan-interval", f"must be between {low:g} and {high:g} seconds "
+                         f"(got {v['scan-interval']:g})")
+    _check_socket_paths(v)
+
+
+def _check_socket_paths(v: ParsedFlags) -> None:
+    """Unix socket paths the plugin will serve or dial must fit sun_path: checked up front, not
+    retried forever.  Our longest socket is ``<kubelet-dir>/gpu.intel.com-i915_monitoring.sock``."""
+    kubelet_dir = v["kubelet-dir"]
+    if not kubelet_dir:
+        raise UsageError("kubelet-dir", "must not be empty (kubelet's device-plugins directory)")
+    if os.path.exists(kubelet_dir) and not os.path.isdir(kubelet_dir):
+        raise UsageError("kubelet-dir", f"{kubelet_dir} is not a directory")
+    from gpu_plugin.plugin import NAMESPACE, WSL_RESOURCE  # grpc loads only once cheap checks passed
+    types = [*gpuscan.KNOWN_DRIVERS, *(d + gpuscan.MONITOR_SUFFIX for d in gpuscan.KNOWN_DRIVERS),
+             gpuscan.MONITOR_COMBINED, WSL_RESOURCE]
+    longest = os.path.join(kubelet_dir, max((f"{NAMESPACE}-{t}.sock" for t in types), key=len))
+    if len(os.fsencode(longest)) > MAX_SOCKET_PATH:
+        raise UsageError("kubelet-dir", f"socket path {longest} is longer than {MAX_SOCKET_PATH} bytes "
+                         "(unix socket limit); use a shorter directory")
+    if (v["health-management"] or v["wsl"]) and len(os.fsencode(v["levelzero-socket"])) > MAX_SOCKET_PATH:
+        raise UsageError("levelzero-socket", f"unix socket path longer than {MAX_SOCKET_PATH} bytes")
 
 
 def _root(v: ParsedFlags, name: str, default: str) -> str:
@@ -197,7 +225,8 @@ def parse(argv: Sequence[str]) -> Options:
         wsl=v["wsl"], levelzero_socket=v["levelzero-socket"], health_management=v["health-management"],
         xpumd_endpoint=v["xpumd-endpoint"],
         temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"],
-        resource_manager=_check_resource_manager(v) if v["resource-manager"] else None)
+        resource_manager=_check_resource_manager(v) if v["resource-manager"] else None,
+        klog_ignored=tuple(klog.ineffective(v)))
 
 
 def setup_logging(verbosity: int) -> None:
@@ -217,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: {err}\n")
         return EXIT_USAGE
     setup_logging(options.verbosity)
+    klog.warn_ineffective(options.klog_ignored, LOG)
     # gRPC's C core logs (e.g. a GOAWAY per sidecar restart) only from -v 4 on; set before grpc loads.
     os.environ.setdefault("GRPC_VERBOSITY", "INFO" if options.verbosity >= 4 else "ERROR")
     from gpu_plugin.deviceplugin.api import ScannerError
@@ -231,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.info("Received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP/SIGQUIT too, as upstream's labeler.Run: a clean stop removes the GAS labels file
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, on_signal)
     config = PluginConfig(
         sysfs_root=options.sysfs_root, devfs_root=options.devfs_root, kubelet_dir=options.kubelet_dir,
         cdi_dir=options.cdi_dir, scan=options.scan, allocation_policy=options.allocation_policy,

@@ -18,7 +18,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.agent import pci
+from sysinv_ext.agent import identity, pci
 from sysinv_ext.common import context as rpc_context
 from sysinv_ext.common import exception
 from sysinv_ext.conductor.rpcapi import HostUUID
@@ -66,10 +66,9 @@ class AgentManager:
         self._wake.set()
 
     def host_uuid(self) -> HostUUID | None:
-        configured = self._conf.agent.host_uuid
-        if configured:
-            return HostUUID(configured.strip())
-        found = pci.read_host_uuid(self._conf.agent.sysfs_root)
+        agent = self._conf.agent
+        found = identity.host_uuid(agent.host_uuid, agent.host_uuid_source,
+                                   sysfs_root=agent.sysfs_root, platform_conf=agent.platform_conf)
         return HostUUID(found) if found else None
 
     def run_once(self) -> float:
@@ -77,8 +76,10 @@ class AgentManager:
         interval = float(self._conf.agent.report_interval)
         host_uuid = self.host_uuid()
         if host_uuid is None:
-            LOG.warning("No host UUID: set [agent]host_uuid or make %s/class/dmi/id/product_uuid "
-                        "readable; retrying", self._conf.agent.sysfs_root)
+            agent = self._conf.agent
+            LOG.warning("No host UUID: set [agent]host_uuid or make %s readable; retrying",
+                        identity.describe(agent.host_uuid_source, sysfs_root=agent.sysfs_root,
+                                          platform_conf=agent.platform_conf))
             return self._fail_delay()
         try:
             labels = self._detect(self._conf.agent.sysfs_root)

@@ -12,7 +12,7 @@ import copy
 from oslo_config import cfg
 
 from sysinv_ext.common import constants
-from sysinv_ext.conf import conductor, kubernetes
+from sysinv_ext.conf import conductor, kubernetes, zeromq
 
 # The [DEFAULT] messaging options worth showing in our samples, and the defaults our
 # services set (sysinv's services call set_defaults(control_exchange='sysinv')).
@@ -47,7 +47,7 @@ def _messaging_default_opts() -> list[cfg.Opt]:
 
 def list_conductor_opts() -> OptList:
     """Options read by sysinv-gpu-conductor, for oslo-config-generator."""
-    result: OptList = [("DEFAULT", _messaging_default_opts())]
+    result: OptList = [("DEFAULT", _messaging_default_opts() + zeromq.opts)]
     result.extend(conductor.list_opts())
     result.extend(kubernetes.list_opts())
     return result
@@ -57,6 +57,6 @@ def list_agent_opts() -> OptList:
     """Options read by sysinv-gpu-agent, for oslo-config-generator."""
     from sysinv_ext.conf import agent  # owned by the agent side
 
-    result: OptList = [("DEFAULT", _messaging_default_opts())]
+    result: OptList = [("DEFAULT", _messaging_default_opts() + zeromq.opts)]
     result.extend(agent.list_opts())
     return result
