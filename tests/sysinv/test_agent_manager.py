@@ -160,6 +160,29 @@ def test_no_host_uuid_means_no_report_and_backoff(conf: cfg.ConfigOpts, sysfs: F
     assert "No host UUID" in caplog.text
 
 
+def test_unlistable_pci_devices_keep_last_report_and_retry(conf: cfg.ConfigOpts, sysfs: FakeSysfs,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A read failure is not "no GPU": no "(none)" report, so the conductor keeps the label."""
+    clock = FakeClock()
+    reporter = ScriptedReporter()
+    manager = AgentManager(conf, reporter, clock=clock)
+    sysfs.add_gpu("0000:03:00.0")
+    assert manager.run_once() == 60
+    devices = Path(sysfs.sysfs_root) / "bus" / "pci" / "devices"
+    hidden = devices.with_name("devices.hidden")
+    devices.rename(hidden)
+    devices.write_text("")  # cannot be listed
+    clock.now += 120  # a periodic re-report would be due
+    assert [manager.run_once(), manager.run_once(), manager.run_once()] == [1, 2, 4]
+    assert reporter.attempts == [(HOST.upper(), {"intelgpu": "enabled"})]
+    assert manager.reported == {"intelgpu": "enabled"}
+    assert "Cannot list PCI devices" in caplog.text and "keeping the last report" in caplog.text
+    devices.unlink()
+    hidden.rename(devices)
+    assert manager.run_once() == 60
+    assert reporter.delivered[-1] == (HOST.upper(), {"intelgpu": "enabled"})
+
+
 @pytest.fixture
 def fake_conductor(conf: cfg.ConfigOpts) -> Iterator[tuple[messaging.Transport, list[Any]]]:
     calls: list[Any] = []
@@ -265,3 +288,23 @@ def _wait(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+@pytest.mark.parametrize("error", [
+    messaging.RemoteError("Boom" * 100, "x" * 2_000_000),
+    messaging.MessagingTimeout("y" * 2_000_000),
+    messaging.MessagingException("z" * 2_000_000),
+], ids=lambda e: type(e).__name__)
+def test_huge_conductor_error_does_not_flood_the_agent_log(conf: cfg.ConfigOpts, sysfs: FakeSysfs,
+                                                           caplog: pytest.LogCaptureFixture,
+                                                           error: Exception) -> None:
+    """A hostile or legacy conductor's 2 MB error text: one bounded line per retry."""
+    sysfs.add_gpu("0000:03:00.0")
+    manager = AgentManager(conf, ScriptedReporter(error, error))
+    with caplog.at_level("WARNING"):
+        manager.run_once()
+        manager.run_once()
+    lines = [r.getMessage() for r in caplog.records if HOST.upper() in r.getMessage()]
+    assert len(lines) == 2
+    assert all(len(line) < 1_000 for line in lines), [len(line) for line in lines]
+    assert all("chars)" in line for line in lines)
