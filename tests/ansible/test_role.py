@@ -178,8 +178,8 @@ def test_bad_input_fails_before_any_change(deployment: Deployment) -> None:
     assert "plugin 'intelgpu' is selected more than once" in result.failures("unknown")
     assert "plugin 'intel-gpu-plugin': label 'intel gpu=on'" in result.failures("malformed")
     malformed = result.failures("malformed")
-    assert "bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the plugin's bound (got 0)" in malformed
-    assert ("bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the plugin's bound (got 1001)"
+    assert "bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the bound of the plugin (got 0)" in malformed
+    assert ("bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the bound of the plugin (got 1001)"
             in result.failures("toomanyids"))
     assert ("bringup_kubemaster_gpu_resource_manager needs bringup_kubemaster_gpu_shared_dev_num > 1"
             in malformed)
