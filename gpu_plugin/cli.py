@@ -17,12 +17,19 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from gpu_plugin import scan as gpuscan
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
 from gpu_plugin.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
+from gpu_plugin.metrics import MetricsAddressError, parse_address
 from gpu_plugin.rm import config as rmconfig
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from gpu_plugin.metrics import MetricsEndpoint
 
 # gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast.
 
@@ -78,6 +85,8 @@ def flagset() -> FlagSet:
              "resources socket")
     f.string("nfd-feature-file", rmconfig.NFD_FEATURE_FILE, "-resource-manager: NFD feature file for "
              "GAS labels (\"\" = none)")
+    f.string("metrics-address", "", "serve Prometheus metrics on [HOST]:PORT/metrics (\"\" = off; "
+             "no HOST = 127.0.0.1)")
     return f
 
 
@@ -99,6 +108,7 @@ class Options:
     temp_limits: tuple[int, int, int]  #: global, gpu, memory (°C)
     verbosity: int
     resource_manager: rmconfig.RmConfig | None = None  #: -resource-manager on
+    metrics_address: str = ""  #: "" = no metrics endpoint
 
 
 def _check_resource_manager(v: ParsedFlags) -> rmconfig.RmConfig:
@@ -163,6 +173,11 @@ def _check_args(v: ParsedFlags) -> None:
                 raise UsageError(name, "temperature limits do not work with xpumd health source")
         if len(os.fsencode(v["xpumd-endpoint"])) > MAX_SOCKET_PATH:
             raise UsageError("xpumd-endpoint", f"unix socket path longer than {MAX_SOCKET_PATH} bytes")
+    if v["metrics-address"]:
+        try:
+            parse_address(v["metrics-address"])
+        except MetricsAddressError as err:
+            raise UsageError("metrics-address", str(err)) from None
     if not v["scan-interval"] > 0:
         raise UsageError("scan-interval", f"must be a positive number of seconds (got {v['scan-interval']})")
 
@@ -197,7 +212,8 @@ def parse(argv: Sequence[str]) -> Options:
         wsl=v["wsl"], levelzero_socket=v["levelzero-socket"], health_management=v["health-management"],
         xpumd_endpoint=v["xpumd-endpoint"],
         temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"],
-        resource_manager=_check_resource_manager(v) if v["resource-manager"] else None)
+        resource_manager=_check_resource_manager(v) if v["resource-manager"] else None,
+        metrics_address=v["metrics-address"])
 
 
 def setup_logging(verbosity: int) -> None:
@@ -248,8 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
         glob, gpu, memory = options.temp_limits
         health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=memory))
+    registry, endpoint = _metrics_endpoint(options.metrics_address)
+    if options.metrics_address and endpoint is None:
+        return EXIT_FAILURE
     try:
-        manager, _ = build_manager(config, health)
+        manager, _ = build_manager(config, health, registry=registry)
         manager.run(stop)
     except RmSetupError as err:  # upstream: "Failed to create resource manager", exit
         LOG.error("Failed to create resource manager: %s", err)
@@ -260,7 +279,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if health is not None:
             health.close()
+        if endpoint is not None:
+            endpoint.close()
     return EXIT_OK
+
+
+def _metrics_endpoint(address: str) -> tuple[CollectorRegistry | None, MetricsEndpoint | None]:
+    """-metrics-address: a registry and its HTTP endpoint; (None, None) when off or not bindable."""
+    if not address:
+        return None, None
+    from prometheus_client import CollectorRegistry
+
+    from gpu_plugin.metrics import serve
+    registry = CollectorRegistry()
+    try:
+        return registry, serve(address, registry, PROG)
+    except OSError as err:
+        LOG.error("Cannot serve metrics on %s: %s", address, err)
+        return registry, None
 
 
 if __name__ == "__main__":  # pragma: no cover

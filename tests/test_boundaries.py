@@ -59,9 +59,10 @@ def _matches(name: str, prefix: str) -> bool:
 
 # (rule id, which importing modules it applies to, forbidden import prefixes, allowed importers)
 RULES = [
-    ("scan-and-policies-know-no-grpc",
+    ("scan-and-policies-know-no-grpc-nor-metrics",
      lambda m: m in ("gpu_plugin.scan", "gpu_plugin.cards", "gpu_plugin.policies"),
-     ("grpc", "gpu_plugin.deviceplugin._api", "google.protobuf"), ()),
+     ("grpc", "gpu_plugin.deviceplugin._api", "google.protobuf", "prometheus_client", "gpu_plugin.metrics",
+      "gpu_plugin.deviceplugin.metrics"), ()),
     ("kubelet-stubs-only-in-framework-server",
      lambda m: _matches(m, "gpu_plugin"),
      ("gpu_plugin.deviceplugin._api",), ("gpu_plugin.deviceplugin.server",)),
@@ -74,7 +75,8 @@ RULES = [
     ("framework-knows-no-gpu",
      lambda m: _matches(m, "gpu_plugin.deviceplugin"),
      ("gpu_plugin.scan", "gpu_plugin.policies", "gpu_plugin.plugin", "gpu_plugin.cli",
-      "gpu_plugin.health", "gpu_plugin.levelzero", "gpu_plugin.rm", "gpu_plugin.xpumd"), ()),
+      "gpu_plugin.health", "gpu_plugin.levelzero", "gpu_plugin.rm", "gpu_plugin.xpumd",
+      "gpu_plugin.metrics"), ()),
     ("agent-reaches-conductor-only-through-rpcapi",
      lambda m: _matches(m, "sysinv_ext.agent"),
      ("sysinv_ext.conductor.manager", "sysinv_ext.conductor.kube", "sysinv_ext.conductor.plugins",

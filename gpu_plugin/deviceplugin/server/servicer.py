@@ -18,6 +18,7 @@ from gpu_plugin.deviceplugin import api
 from gpu_plugin.deviceplugin._api import api_pb2 as pb
 from gpu_plugin.deviceplugin._api import api_pb2_grpc as pb_grpc
 from gpu_plugin.deviceplugin.devices import DeviceState
+from gpu_plugin.deviceplugin.metrics import NO_METRICS, ResourceMetrics
 
 LOG = logging.getLogger(__name__)
 
@@ -87,8 +88,9 @@ class AllocationLog:
 class Servicer(pb_grpc.DevicePluginServicer):
     """kubelet's DevicePlugin service over one resource's ``DeviceState``."""
 
-    def __init__(self, state: DeviceState, name: str) -> None:
+    def __init__(self, state: DeviceState, name: str, metrics: ResourceMetrics = NO_METRICS) -> None:
         self._state = state
+        self._metrics = metrics
         self._name = name
         self._log = AllocationLog(name)
         #: The protobuf form of the last allocations (keyed by object identity: DeviceState
@@ -121,6 +123,7 @@ class Servicer(pb_grpc.DevicePluginServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self._name}: too many ListAndWatch streams")
         context.add_callback(self._state.wake)
         LOG.debug("%s: ListAndWatch stream opened", self._name)
+        self._metrics.streams(+1)
         try:
             sent = -1
             while True:
@@ -132,9 +135,14 @@ class Servicer(pb_grpc.DevicePluginServicer):
                 yield pb.ListAndWatchResponse(devices=_to_pb_devices(snapshot))
         finally:
             self._state.close_stream()
+            self._metrics.streams(-1)
             LOG.debug("%s: ListAndWatch stream closed", self._name)
 
     def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> Any:
+        with self._metrics.allocate():
+            return self._allocate(request, context)
+
+    def _allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> Any:
         responses = []
         for creq in request.container_requests:
             try:
@@ -147,6 +155,10 @@ class Servicer(pb_grpc.DevicePluginServicer):
 
     def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
                                context: grpc.ServicerContext) -> Any:
+        with self._metrics.preferred():
+            return self._preferred(request, context)
+
+    def _preferred(self, request: pb.PreferredAllocationRequest, context: grpc.ServicerContext) -> Any:
         responses = []
         for creq in request.container_requests:
             try:
