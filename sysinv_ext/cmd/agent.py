@@ -15,8 +15,9 @@ from oslo_log import log as logging
 
 # sysinv_ext.cmd (imported first) silences eventlet's import-time banner before oslo.messaging loads.
 from sysinv_ext.agent.manager import AgentManager
+from sysinv_ext.agent.metrics import NO_AGENT_METRICS, agent_metrics
 from sysinv_ext.agent.udev import UdevWatcher
-from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
+from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
 from sysinv_ext.common import rpc
 from sysinv_ext.conductor.rpcapi import ConductorAPI
 from sysinv_ext.conf import agent as agent_conf
@@ -44,7 +45,9 @@ class AgentService:
         transport = rpc.get_transport(conf)
         api = ConductorAPI(transport, conf.agent.conductor_topic, timeout=conf.agent.rpc_timeout,
                            retry=conf.agent.rpc_retry, payload_format=conf.agent.payload_format)
-        manager = AgentManager(conf, api)
+        registry, endpoint = start_metrics(conf, PROG)
+        manager = AgentManager(conf, api, metrics=NO_AGENT_METRICS if registry is None
+                               else agent_metrics(registry))
         watcher = UdevWatcher(manager.wake)
         if conf.agent.udev_events:
             watcher.start()
@@ -69,6 +72,8 @@ class AgentService:
                 LOG.warning("Report still in flight after %.0f s; exiting anyway", STOP_GRACE)
             else:
                 transport.cleanup()
+            if endpoint is not None:
+                endpoint.close()
         return 0
 
 
