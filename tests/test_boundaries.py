@@ -84,9 +84,13 @@ RULES = [
     ("conductor-never-imports-agent",
      lambda m: _matches(m, "sysinv_ext.conductor"),
      ("sysinv_ext.agent",), ()),
-    ("kubernetes-only-in-conductor-kube",
+    # the conductor's client, and the status command's read-only LIST (it needs status.allocatable)
+    ("kubernetes-only-in-conductor-kube-and-status-kube",
      lambda m: _matches(m, "sysinv_ext"),
-     ("kubernetes",), ("sysinv_ext.conductor.kube",)),
+     ("kubernetes",), ("sysinv_ext.conductor.kube", "sysinv_ext.status.kube")),
+    ("status-rows-are-pure",
+     lambda m: m == "sysinv_ext.status.rows",
+     ("kubernetes", "sqlalchemy", "sysinv_ext.db", "sysinv_ext.status.kube", "oslo_messaging"), ()),
     # the plugin talks to the API server only for -resource-manager (GAS pod annotations)
     ("kubernetes-only-in-resource-manager-kube",
      lambda m: _matches(m, "gpu_plugin"),

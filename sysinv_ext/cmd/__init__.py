@@ -37,7 +37,7 @@ class UsageError(Exception):
 
 def parse_args(conf: cfg.ConfigOpts, argv: Sequence[str] | None, *, prog: str, project: str,
                register: Callable[[cfg.ConfigOpts], None],
-               check: Callable[[cfg.ConfigOpts], None] | None = None) -> None:
+               check: Callable[[cfg.ConfigOpts], None] | None = None, setup_logging: bool = True) -> None:
     """Register options on ``conf``, parse ``argv`` and set up oslo.log; raises UsageError."""
     logging.register_options(conf)
     metrics_conf.register_opts(conf)
@@ -62,7 +62,8 @@ def parse_args(conf: cfg.ConfigOpts, argv: Sequence[str] | None, *, prog: str, p
             check(conf)
     except (cfg.Error, ValueError) as exc:
         raise UsageError(f"{prog}: {str(exc).strip().splitlines()[0]}") from None
-    logging.setup(conf, project)
+    if setup_logging:
+        logging.setup(conf, project)
 
 
 def _check_values(conf: cfg.ConfigOpts) -> None:
