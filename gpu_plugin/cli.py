@@ -1,7 +1,7 @@
 """``intel-gpu-plugin``: flags, up-front checks, logging, signals, exit codes.
 
 Accepts every flag of upstream's gpu_plugin with upstream's meaning (Go flag
-syntax, :mod:`gpu_plugin.goflags`), plus ours (roots, kubelet dir, scan interval,
+syntax, :mod:`gpu_plugin.common.goflags`), plus ours (roots, kubelet dir, scan interval,
 Level-Zero socket, CDI dir).  The only module that knows the real default paths.
 Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 runtime failure, 2 bad flags
 (one stderr line naming the flag, no usage dump, no traceback).
@@ -17,19 +17,13 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from gpu_plugin import scan as gpuscan
+from gpu_plugin.common import metrics_http
+from gpu_plugin.common.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
+from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
-from gpu_plugin.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
-from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
-from gpu_plugin.metrics import MetricsAddressError, parse_address
 from gpu_plugin.rm import config as rmconfig
-
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
-    from gpu_plugin.metrics import MetricsEndpoint
 
 # gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast.
 
@@ -85,8 +79,7 @@ def flagset() -> FlagSet:
              "resources socket")
     f.string("nfd-feature-file", rmconfig.NFD_FEATURE_FILE, "-resource-manager: NFD feature file for "
              "GAS labels (\"\" = none)")
-    f.string("metrics-address", "", "serve Prometheus metrics on [HOST]:PORT/metrics (\"\" = off; "
-             "no HOST = 127.0.0.1)")
+    f.string(metrics_http.FLAG, "", metrics_http.FLAG_HELP)
     return f
 
 
@@ -175,8 +168,8 @@ def _check_args(v: ParsedFlags) -> None:
             raise UsageError("xpumd-endpoint", f"unix socket path longer than {MAX_SOCKET_PATH} bytes")
     if v["metrics-address"]:
         try:
-            parse_address(v["metrics-address"])
-        except MetricsAddressError as err:
+            metrics_http.parse_address(v["metrics-address"])
+        except metrics_http.MetricsAddressError as err:
             raise UsageError("metrics-address", str(err)) from None
     if not v["scan-interval"] > 0:
         raise UsageError("scan-interval", f"must be a positive number of seconds (got {v['scan-interval']})")
@@ -264,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
         glob, gpu, memory = options.temp_limits
         health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=memory))
-    registry, endpoint = _metrics_endpoint(options.metrics_address)
+    registry, endpoint = metrics_http.open_endpoint(options.metrics_address, PROG)
     if options.metrics_address and endpoint is None:
         return EXIT_FAILURE
     try:
@@ -282,21 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if endpoint is not None:
             endpoint.close()
     return EXIT_OK
-
-
-def _metrics_endpoint(address: str) -> tuple[CollectorRegistry | None, MetricsEndpoint | None]:
-    """-metrics-address: a registry and its HTTP endpoint; (None, None) when off or not bindable."""
-    if not address:
-        return None, None
-    from prometheus_client import CollectorRegistry
-
-    from gpu_plugin.metrics import serve
-    registry = CollectorRegistry()
-    try:
-        return registry, serve(address, registry, PROG)
-    except OSError as err:
-        LOG.error("Cannot serve metrics on %s: %s", address, err)
-        return registry, None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,10 @@
 
 Each rule names which modules may import what; a violation lists the file and
 the offending import.  The rules are the ones in SPEC.md "Boundaries" and
-STYLE.md section 4.
+STYLE.md section 4, plus the layout of gpu_plugin/ (issue 12): each side program in its own
+package, as upstream's cmd/<program>; they share only gpu_plugin/common/ and the plugin's pure
+discovery code; the plugin core uses no side program except the levelzero stubs (its client)
+and the nfdhook's labeler (for -resource-manager, as upstream's plugin uses cmd/internal/labeler).
 """
 from __future__ import annotations
 
@@ -57,7 +60,22 @@ def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-# (rule id, which importing modules it applies to, forbidden import prefixes, allowed importers)
+#: side programs, one package each (upstream's cmd/<program>)
+PROGRAMS = ("gpu_plugin.levelzero", "gpu_plugin.nfdhook", "gpu_plugin.xpum_sidecar",
+            "gpu_plugin.render_device")
+#: the plugin's own glue: side programs never import it (scan/cards/deviceplugin.api they may)
+PLUGIN_GLUE = ("gpu_plugin.cli", "gpu_plugin.plugin", "gpu_plugin.health", "gpu_plugin.policies",
+               "gpu_plugin.cdi", "gpu_plugin.udev", "gpu_plugin.rm", "gpu_plugin.xpumd")
+
+
+def _side_program_rule(program: str) -> tuple:
+    others = tuple(p for p in PROGRAMS if p != program)
+    return (f"{program.rsplit('.', 1)[1]}-imports-no-other-program-nor-plugin-glue",
+            lambda m: _matches(m, program), others + PLUGIN_GLUE, ())
+
+
+# (rule id, which importing modules it applies to, forbidden import prefixes, allowed importers
+#  [, exempt imports: names (and their parent packages) allowed although a forbidden prefix matches])
 RULES = [
     ("scan-and-policies-know-no-grpc-nor-metrics",
      lambda m: m in ("gpu_plugin.scan", "gpu_plugin.cards", "gpu_plugin.policies"),
@@ -75,8 +93,14 @@ RULES = [
     ("framework-knows-no-gpu",
      lambda m: _matches(m, "gpu_plugin.deviceplugin"),
      ("gpu_plugin.scan", "gpu_plugin.policies", "gpu_plugin.plugin", "gpu_plugin.cli",
-      "gpu_plugin.health", "gpu_plugin.levelzero", "gpu_plugin.rm", "gpu_plugin.xpumd",
-      "gpu_plugin.metrics"), ()),
+      "gpu_plugin.health", "gpu_plugin.rm", "gpu_plugin.xpumd", "gpu_plugin.metrics") + PROGRAMS, ()),
+    ("common-imports-only-common",
+     lambda m: _matches(m, "gpu_plugin.common"),
+     ("gpu_plugin",), (), ("gpu_plugin.common",)),
+    *[_side_program_rule(p) for p in PROGRAMS],
+    ("plugin-core-imports-no-side-program",
+     lambda m: _matches(m, "gpu_plugin") and not any(_matches(m, p) for p in PROGRAMS),
+     PROGRAMS, (), ("gpu_plugin.levelzero._api", "gpu_plugin.nfdhook.labeler")),
     ("agent-reaches-conductor-only-through-rpcapi",
      lambda m: _matches(m, "sysinv_ext.agent"),
      ("sysinv_ext.conductor.manager", "sysinv_ext.conductor.kube", "sysinv_ext.conductor.plugins",
@@ -107,14 +131,20 @@ RULES = [
 ]
 
 
+def _exempt(name: str, exempt: tuple[str, ...]) -> bool:
+    """``name`` is an exempt module, inside one, or a parent package of one (``from pkg import mod``)."""
+    return any(_matches(name, e) or e.startswith(name + ".") for e in exempt)
+
+
 def violations(rule: tuple) -> list[str]:
-    _, applies, forbidden, allowed = rule
+    _, applies, forbidden, allowed, *rest = rule
+    exempt: tuple[str, ...] = rest[0] if rest else ()
     found = []
     for module, path in _production_modules():
         if not applies(module) or any(_matches(module, a) for a in allowed):
             continue
         for name in _imports(path):
-            if any(_matches(name, f) for f in forbidden):
+            if any(_matches(name, f) for f in forbidden) and not _exempt(name, exempt):
                 found.append(f"{path.relative_to(ROOT)} imports {name}")
     return sorted(set(found))
 
@@ -134,3 +164,33 @@ def test_rules_can_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", fake_root)
     assert violations(RULES[0]) == ["gpu_plugin/scan.py imports gpu_plugin.deviceplugin._api",
                                     "gpu_plugin/scan.py imports grpc"]
+
+
+def _rule(rule_id: str) -> tuple:
+    return next(r for r in RULES if r[0] == rule_id)
+
+
+def test_layout_rules_can_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted layout violations are found; the two exempt imports of the plugin core are not."""
+    pkg = tmp_path / "gpu_plugin"
+    for sub in ("common", "rm", "nfdhook", "render_device"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "common" / "goflags.py").write_text("from gpu_plugin import scan\n"
+                                               "from gpu_plugin.common import errors\n")
+    (pkg / "rm" / "scanner.py").write_text("from gpu_plugin.nfdhook import labeler\n"
+                                           "from gpu_plugin.levelzero._api import levelzero_pb2\n"
+                                           "from gpu_plugin.nfdhook.main import main\n")
+    (pkg / "render_device" / "main.py").write_text("from gpu_plugin.nfdhook import labeler\n"
+                                                   "from gpu_plugin.common.goflags import FlagSet\n")
+    (tmp_path / "sysinv_ext").mkdir()
+    monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", tmp_path)
+    assert violations(_rule("common-imports-only-common")) == [
+        "gpu_plugin/common/goflags.py imports gpu_plugin.scan"]
+    assert violations(_rule("plugin-core-imports-no-side-program")) == [
+        "gpu_plugin/rm/scanner.py imports gpu_plugin.nfdhook.main",
+        "gpu_plugin/rm/scanner.py imports gpu_plugin.nfdhook.main.main"]
+    assert violations(_rule("render_device-imports-no-other-program-nor-plugin-glue")) == [
+        "gpu_plugin/render_device/main.py imports gpu_plugin.nfdhook",
+        "gpu_plugin/render_device/main.py imports gpu_plugin.nfdhook.labeler"]

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from gpu_plugin.common.goflags import FlagError, FlagSet, command
 from gpu_plugin.deviceplugin import api
-from gpu_plugin.goflags import FlagError, FlagSet, command
 from gpu_plugin.levelzero import DEFAULT_SOCKET, ZE_ERROR_UNKNOWN, describe
 from gpu_plugin.levelzero._api import levelzero_pb2 as pb
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as pb_grpc

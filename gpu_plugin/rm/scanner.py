@@ -13,8 +13,8 @@ import os
 import threading
 from collections.abc import Mapping
 
-from gpu_plugin import labeler
 from gpu_plugin.deviceplugin.api import DeviceTree, Notifier, Scanner
+from gpu_plugin.nfdhook import labeler
 from gpu_plugin.rm.manager import ResourceManager
 
 LOG = logging.getLogger(__name__)

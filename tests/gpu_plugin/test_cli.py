@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gpu_plugin import cli
-from gpu_plugin.errors import UsageError
-from gpu_plugin.goflags import FlagError
+from gpu_plugin.common.errors import UsageError
+from gpu_plugin.common.goflags import FlagError
 
 ROOTS = ["-sysfs-root", "/", "-devfs-root", "/"]  # existing dirs, so only the flag under test is wrong
 

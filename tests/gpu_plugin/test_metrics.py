@@ -10,8 +10,8 @@ import socket
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from gpu_plugin.common.metrics_http import MetricsAddressError, parse_address, serve
 from gpu_plugin.deviceplugin.metrics import NO_METRICS, FrameworkMetrics
-from gpu_plugin.metrics import MetricsAddressError, parse_address, serve
 from tests.scrape import scrape
 
 

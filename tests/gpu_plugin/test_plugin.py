@@ -22,10 +22,10 @@ import grpc
 import pytest
 
 from gpu_plugin import scan as gs
+from gpu_plugin.common.metrics_http import serve
 from gpu_plugin.deviceplugin.api import DeviceTree, Health
 from gpu_plugin.levelzero._api import levelzero_pb2 as lzpb
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as lzpb_grpc
-from gpu_plugin.metrics import serve
 from gpu_plugin.plugin import GpuScanner, PluginConfig, WslScanner, build_manager
 from tests.fakes.kubelet import FakeKubelet
 from tests.fakes.sysfs import FakeSysfs

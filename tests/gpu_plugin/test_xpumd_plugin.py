@@ -23,7 +23,7 @@ import pytest
 
 from gpu_plugin import cli
 from gpu_plugin import scan as gs
-from gpu_plugin.errors import UsageError
+from gpu_plugin.common.errors import UsageError
 from gpu_plugin.plugin import PluginConfig, build_manager
 from gpu_plugin.xpumd import Timing, XpumdHealth
 from tests.fakes.kubelet import FakeKubelet

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_plugin import labeler
+from gpu_plugin.nfdhook import labeler
 
 NS = "gpu.intel.com/"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_plugin import xpum_sidecar as xs
+from gpu_plugin.xpum_sidecar import main as xs
 from tests.fakes.xpum_metrics import FakeXpumMetrics
 
 HELP = ["# HELP xpum_topology_link Connection type fo two GPU tiles", "# TYPE xpum_topology_link gauge"]

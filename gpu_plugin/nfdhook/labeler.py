@@ -15,9 +15,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 
-from gpu_plugin.label_split import concat_split_chunks as concat_split_chunks  # re-exported
-from gpu_plugin.label_split import split as split
-from gpu_plugin.label_split import split_at_last_alnum as split_at_last_alnum
+from gpu_plugin.common.label_split import concat_split_chunks as concat_split_chunks  # re-exported
+from gpu_plugin.common.label_split import split as split
+from gpu_plugin.common.label_split import split_at_last_alnum as split_at_last_alnum
 
 LOG = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_plugin.goflags import FlagError, FlagSet, HelpRequested, command, parse_go_bool, parse_go_int
+from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, command, parse_go_bool, parse_go_int
 
 
 def flags() -> FlagSet:

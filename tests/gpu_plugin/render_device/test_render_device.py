@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_plugin import render_device
+from gpu_plugin.render_device import main as render_device
 from tests.fakes.sysfs import FakeSysfs
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_plugin import nfdhook
+from gpu_plugin.nfdhook import main as nfdhook
 from tests.fakes.sysfs import FakeSysfs
 
 

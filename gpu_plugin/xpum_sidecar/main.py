@@ -24,12 +24,12 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gpu_plugin.goflags import FlagError, FlagSet, command
-from gpu_plugin.label_split import split_at_last_alnum
-from gpu_plugin.prometheus_text import Metrics as Metrics  # re-exported
-from gpu_plugin.prometheus_text import MetricsParseError as MetricsParseError
-from gpu_plugin.prometheus_text import Sample as Sample
-from gpu_plugin.prometheus_text import parse_metrics as parse_metrics
+from gpu_plugin.common.goflags import FlagError, FlagSet, command
+from gpu_plugin.common.label_split import split_at_last_alnum
+from gpu_plugin.xpum_sidecar.prometheus_text import Metrics as Metrics  # re-exported
+from gpu_plugin.xpum_sidecar.prometheus_text import MetricsParseError as MetricsParseError
+from gpu_plugin.xpum_sidecar.prometheus_text import Sample as Sample
+from gpu_plugin.xpum_sidecar.prometheus_text import parse_metrics as parse_metrics
 
 LOG = logging.getLogger(__name__)
 PROG = "intel-xpumanager-sidecar"

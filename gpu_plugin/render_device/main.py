@@ -17,7 +17,7 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 
-from gpu_plugin.goflags import FlagError, FlagSet, command
+from gpu_plugin.common.goflags import FlagError, FlagSet, command
 
 PROG = "render-device"
 INTEL = "0x8086"

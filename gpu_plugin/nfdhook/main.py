@@ -1,7 +1,7 @@
 """`intel-gpu-nfdhook`: print upstream's GPU labels for this node, one ``key=value`` per line.
 
 A drop-in for cmd/gpu_nfdhook (an NFD binary hook): the labels come from
-:mod:`gpu_plugin.labeler`; environment GPU_MEMORY_OVERRIDE, GPU_MEMORY_RESERVED and
+:mod:`gpu_plugin.nfdhook.labeler`; environment GPU_MEMORY_OVERRIDE, GPU_MEMORY_RESERVED and
 GPU_PCI_GROUPING_LEVEL act as upstream. Upstream reads the fixed /host-sys; here the root is
 ``-sysfs-root`` (default /sys; pass /host-sys inside an NFD worker pod).
 """
@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from gpu_plugin import labeler
-from gpu_plugin.goflags import FlagError, FlagSet, command
+from gpu_plugin.common.goflags import FlagError, FlagSet, command
+from gpu_plugin.nfdhook import labeler
 
 LOG = logging.getLogger(__name__)
 PROG = "intel-gpu-nfdhook"
