@@ -89,7 +89,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                                bringup_kubemaster_gpu_shared_dev_num=0,
                                bringup_kubemaster_gpu_resource_manager=True,
                                bringup_kubemaster_gpu_health_management=True,
-                               bringup_kubemaster_gpu_xpumd_endpoint="/xpumd.sock"),
+                               bringup_kubemaster_gpu_xpumd_endpoint="/xpumd.sock",
+                               bringup_kubemaster_gpu_metrics_port=70000),
             "kubectlfails": _case(tmp_path, apis, "kubectlfails", import_plugins=True,
                                   kubectl_cmd=str(fake_kubectl)),
         }
@@ -166,6 +167,7 @@ def test_bad_input_fails_before_any_change(deployment: Deployment) -> None:
             in malformed)
     assert "bringup_kubemaster_gpu_xpumd_endpoint must be an absolute socket path" in malformed
     assert "bringup_kubemaster_gpu_xpumd_endpoint and bringup_kubemaster_gpu_health_management" in malformed
+    assert "bringup_kubemaster_gpu_metrics_port must be 0 (off) or a port 1-65535 (got 70000)" in malformed
     assert "fake kubectl: connection refused" in result.failures("kubectlfails")
     for name in ("unknown", "malformed"):
         assert result.recap[name]["changed"] == 0, name

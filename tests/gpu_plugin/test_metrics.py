@@ -20,8 +20,9 @@ from tests.scrape import scrape
     (":9100", ("127.0.0.1", 9100)),
     ("0.0.0.0:9100", ("0.0.0.0", 9100)),
     ("[::1]:0", ("::1", 0)),
+    ("[10.1.2.3]:9433", ("10.1.2.3", 9433)),  # the DaemonSet's [$(POD_IP)]:9433 with an IPv4 pod IP
     ("node.example:1", ("node.example", 1)),
-], ids=["bare-port", "colon-port", "all-interfaces", "ipv6", "hostname"])
+], ids=["bare-port", "colon-port", "all-interfaces", "ipv6", "bracketed-ipv4", "hostname"])
 def test_parse_address(text: str, want: tuple[str, int]) -> None:
     assert parse_address(text) == want
 
