@@ -81,6 +81,7 @@ def start_metrics(conf: cfg.ConfigOpts, prog: str) -> tuple[CollectorRegistry | 
 
     A port that cannot be bound is logged and the service runs on without metrics.
     """
+    metrics_conf.register_opts(conf)  # idempotent; services built on a ConfigOpts of their own
     if not conf.metrics_address:
         return None, None
     registry = CollectorRegistry()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
+from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
 from sysinv_ext.common import exception
 from sysinv_ext.conf import register_conductor_opts
 from sysinv_ext.conf.conductor import database_url
@@ -76,6 +76,7 @@ class ConductorService:
         if not upgrade_database(conf, self.stop_event):
             return 0
         kube.warm_up()
+        registry, endpoint = start_metrics(conf, PROG)
         manager = ConductorManager(conf)
         target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
         server = rpc.get_server(conf, target, [manager])
@@ -109,6 +110,8 @@ class ConductorService:
             else:
                 LOG.warning("RPC server never connected to the broker; exiting without it")
             manager.engine.dispose()
+            if endpoint is not None:
+                endpoint.close()
         return 0
 
 
