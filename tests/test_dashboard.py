@@ -15,7 +15,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gpu_plugin.deviceplugin.metrics import FrameworkMetrics
+from gpu_plugin.levelzero.metrics import levelzero_metrics
 from gpu_plugin.metrics import scan_metrics
+from gpu_plugin.xpum_sidecar.metrics import sidecar_metrics
 from sysinv_ext.agent.metrics import agent_metrics
 from sysinv_ext.conductor.metrics import conductor_metrics
 
@@ -30,6 +32,8 @@ def known_samples() -> set[str]:
     registry = CollectorRegistry()
     FrameworkMetrics(registry)
     scan_metrics(registry)
+    levelzero_metrics(registry)
+    sidecar_metrics(registry)
     agent_metrics(registry)
     conductor_metrics(registry)
     return {family.name + suffix for family in registry.collect() for suffix in SUFFIXES[family.type]}
@@ -73,7 +77,8 @@ def test_dashboard_references_only_existing_metrics() -> None:
 
 def test_dashboard_covers_every_service() -> None:
     used = {name for _, expr in expressions(json.loads(DASHBOARD.read_text())) for name in metric_names(expr)}
-    for prefix in ("deviceplugin_", "intel_gpu_plugin_", "sysinv_gpu_agent_", "sysinv_gpu_conductor_"):
+    for prefix in ("deviceplugin_", "intel_gpu_plugin_", "sysinv_gpu_agent_", "sysinv_gpu_conductor_",
+                   "intel_gpu_levelzero_", "intel_xpumanager_sidecar_"):
         assert any(name.startswith(prefix) for name in used), prefix
 
 
