@@ -155,7 +155,8 @@ def flags_section(program: str, flagset: Any) -> list[str]:
             default = "(empty)"
         lines.append(f"| `-{flag.name}` | {flag.kind} | {_cell(default)} | {_cell(flag.help)} |")
     if compat:
-        lines.append(f"| {', '.join(compat)} | | | accepted for compatibility (klog), no effect |")
+        lines.append(f"| {', '.join(compat)} | | | klog's flags, accepted for compatibility with klog's "
+                     "syntax; logs always go to stderr, a warning names those given without effect |")
     lines.append("")
     return lines
 

@@ -3,7 +3,7 @@
 Accepts every flag of upstream's gpu_plugin with upstream's meaning (Go flag
 syntax, :mod:`gpu_plugin.common.goflags`), plus ours (roots, kubelet dir, scan interval,
 Level-Zero socket, CDI dir).  The only module that knows the real default paths.
-Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 runtime failure, 2 bad flags
+Exit codes: 0 clean stop (SIGTERM/SIGINT/SIGHUP/SIGQUIT), 1 runtime failure, 2 bad flags
 (one stderr line naming the flag, no usage dump, no traceback).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from gpu_plugin import scan as gpuscan
-from gpu_plugin.common import metrics_http
+from gpu_plugin.common import klog, metrics_http
 from gpu_plugin.common.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
@@ -35,11 +35,6 @@ SERVICE_ACCOUNT_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 POD_RESOURCES_SOCKET = rmconfig.POD_RESOURCES_SOCKET
 DEFAULT_TEMP_LIMIT = 100  # upstream's defaultTempLimit (°C)
 
-#: klog's flags (upstream registers them all); accepted, only -v has an effect here.
-_KLOG_BOOLS = ("logtostderr", "alsologtostderr", "add_dir_header", "skip_headers", "skip_log_headers",
-               "one_output")
-_KLOG_STRINGS = ("vmodule", "log_dir", "log_file", "log_backtrace_at", "stderrthreshold")
-
 __all__ = ["flagset", "parse", "Options", "main"]
 
 
@@ -48,7 +43,8 @@ def flagset() -> FlagSet:
     # upstream's flags (cmd/gpu_plugin/gpu_plugin.go main())
     f.string("prefix", "", "Prefix for devfs & sysfs paths")
     f.bool("enable-monitoring", False, "whether to enable monitoring (= all GPUs) resource(s)")
-    f.string("monitoring-mode", "split", "monitoring resource mode: split (per driver) or single")
+    f.string("monitoring-mode", "single", "monitoring resource mode: single (one combined "
+             "gpu.intel.com/monitoring, upstream's default since 2026-03) or split (per driver, deprecated)")
     f.bool("health-management", False, "enable Level-Zero sidecar based GPU health management")
     f.string("xpumd-endpoint", "", "enable xpumd based health management: unix socket path of the xpumd "
              "health service (e.g. /run/xpumd/intelxpuinfo.sock)")
@@ -62,11 +58,7 @@ def flagset() -> FlagSet:
     f.string("allow-ids", "", "comma-separated list of device IDs to allow (e.g. 0x49c5,0x49c6)")
     f.string("deny-ids", "", "comma-separated list of device IDs to deny (e.g. 0x49c5,0x49c6)")
     f.bool("resource-manager", False, "fractional GPU resource management (needs GPU Aware Scheduling)")
-    f.int("v", 0, "number for the log level verbosity")
-    for name in _KLOG_BOOLS:
-        f.bool(name, False, "klog flag, accepted for compatibility")
-    for name in _KLOG_STRINGS:
-        f.string(name, "", "klog flag, accepted for compatibility")
+    klog.add_flags(f)  # -v and klog's other flags (upstream calls klog.InitFlags)
     # ours
     f.string("sysfs-root", "/sys", "sysfs root (default: <prefix>/sys)")
     f.string("devfs-root", "/dev", "devfs root (default: <prefix>/dev)")
@@ -102,6 +94,7 @@ class Options:
     verbosity: int
     resource_manager: rmconfig.RmConfig | None = None  #: -resource-manager on
     metrics_address: str = ""  #: "" = no metrics endpoint
+    klog_ignored: tuple[str, ...] = ()  #: klog flags given that have no effect here (warned about)
 
 
 def _check_resource_manager(v: ParsedFlags) -> rmconfig.RmConfig:
@@ -206,7 +199,7 @@ def parse(argv: Sequence[str]) -> Options:
         xpumd_endpoint=v["xpumd-endpoint"],
         temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"],
         resource_manager=_check_resource_manager(v) if v["resource-manager"] else None,
-        metrics_address=v["metrics-address"])
+        metrics_address=v["metrics-address"], klog_ignored=tuple(klog.ineffective(v)))
 
 
 def setup_logging(verbosity: int) -> None:
@@ -226,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: {err}\n")
         return EXIT_USAGE
     setup_logging(options.verbosity)
+    klog.warn_ineffective(options.klog_ignored, LOG)
     # gRPC's C core logs (e.g. a GOAWAY per sidecar restart) only from -v 4 on; set before grpc loads.
     os.environ.setdefault("GRPC_VERBOSITY", "INFO" if options.verbosity >= 4 else "ERROR")
     from gpu_plugin.deviceplugin.api import ScannerError
@@ -240,8 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.info("Received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP/SIGQUIT too, as upstream's labeler.Run: a clean stop removes the GAS labels file
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, on_signal)
     config = PluginConfig(
         sysfs_root=options.sysfs_root, devfs_root=options.devfs_root, kubelet_dir=options.kubelet_dir,
         cdi_dir=options.cdi_dir, scan=options.scan, allocation_policy=options.allocation_policy,

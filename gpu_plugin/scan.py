@@ -41,6 +41,7 @@ MONITOR_SUFFIX = "_monitoring"
 MONITOR_COMBINED = "monitoring"
 MONITOR_ID = DeviceID("all")
 MONITORING_MODES = ("split", "single")
+BYPATH_SUFFIXES = ("-card", "-render")  #: the by-path entries of a card that ``single`` mounts
 BYPATH_MODES = ("single", "all", "none")
 CDI_KIND = "intel.cdi.k8s.io/gpu"
 #: Where the containers see the device nodes, whatever the host's devfs root is.
@@ -80,26 +81,42 @@ class ScanOptions:
 
     shared_dev_num: int = 1
     enable_monitoring: bool = False
-    monitoring_mode: str = "split"
+    monitoring_mode: str = "single"  #: upstream's default since 2026-03 (5ed134f1)
     bypath: str = "single"
     allow_ids: frozenset[str] = frozenset()
     deny_ids: frozenset[str] = frozenset()
 
 
+def _bypath_address(entry: str) -> str | None:
+    """The PCI address of a card's own ``by-path`` entry, ``pci-<address>-card`` or ``-render``.
+
+    Upstream mounts every entry that starts with ``pci-<address>``, which includes e.g.
+    ``pci-0000:00:02.0-platform-simple-framebuffer.0-card`` (simpledrm) and makes pods fail
+    "failed to mkdir … file exists" (upstream bug #2296); only the card's own two belong.
+    """
+    if not entry.startswith("pci-"):
+        return None
+    for suffix in BYPATH_SUFFIXES:
+        if entry.endswith(suffix):
+            address = entry[4:-len(suffix)]
+            return address if address and "-" not in address else None
+    return None
+
+
 def bypath_mounts(pci_address: str, bypath_dir: str, entries: Iterable[str],
                   container_dir: str = CONTAINER_DEVFS + "/dri/by-path") -> tuple[Mount, ...]:
-    """Read-only mounts of the ``by-path`` entries starting with ``pci-<address>`` (upstream's ``single``)."""
-    prefix = "pci-" + pci_address
+    """Read-only mounts of the card's ``pci-<address>-card``/``-render`` entries (``-bypath=single``)."""
     return tuple(Mount(f"{container_dir}/{e}", os.path.join(bypath_dir, e), read_only=True)
-                 for e in sorted(entries) if e.startswith(prefix))
+                 for e in sorted(entries) if _bypath_address(e) == pci_address)
 
 
 def _index_bypath(entries: Iterable[str]) -> dict[str, list[str]]:
-    """``by-path`` entries grouped by the PCI address they start with (one pass, not one per card)."""
+    """The cards' own ``by-path`` entries grouped by PCI address (one pass, not one per card)."""
     index: dict[str, list[str]] = {}
     for entry in sorted(entries):
-        if entry.startswith("pci-"):
-            index.setdefault(entry[4:4 + len("0000:00:00.0")], []).append(entry)
+        address = _bypath_address(entry)
+        if address is not None:
+            index.setdefault(address, []).append(entry)
     return index
 
 
@@ -183,7 +200,7 @@ def device_tree(cards: Iterable[GpuCard], devfs_root: str, options: ScanOptions,
             continue
         mounts = all_mount
         if single and card.pci_address is not None:
-            # The index holds the entries starting with "pci-<address>", sorted (= bypath_mounts()).
+            # The index holds each card's pci-<address>-card/-render, sorted (= bypath_mounts()).
             mounts = tuple([Mount(container_bypath + e, host_bypath + e, True)
                             for e in bypath_index.get(card.pci_address, ())])
         name = card.name

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec
 
 __all__ = ["FlagError", "HelpRequested", "FlagSet", "ParsedFlags", "parse_go_bool", "parse_go_int",
-           "command", "EXIT_USAGE"]
+           "parse_go_uint", "command", "EXIT_USAGE"]
 
 #: Exit code of a bad command line (Go's flag.ExitOnError uses 2 too).
 EXIT_USAGE = 2
@@ -69,8 +69,8 @@ def parse_go_bool(text: str) -> bool:
     raise ValueError(f"invalid boolean {text!r}")
 
 
-def parse_go_int(text: str) -> int:
-    """``strconv.ParseInt(s, 0, 64)``: optional sign, 0x/0o/0b prefixes, legacy leading-0 octal."""
+def _go_integer(text: str) -> int:
+    """Go's base-0 integer syntax: optional sign, 0x/0o/0b prefixes, legacy leading-0 octal."""
     if text != text.strip():
         raise ValueError("invalid syntax")
     sign, digits = ("", text)
@@ -78,8 +78,23 @@ def parse_go_int(text: str) -> int:
         sign, digits = text[0], text[1:]
     if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
         digits = "0o" + digits[1:]
-    value = int(sign + digits, 0)
+    return int(sign + digits, 0)
+
+
+def parse_go_int(text: str) -> int:
+    """``strconv.ParseInt(s, 0, 64)``: optional sign, 0x/0o/0b prefixes, legacy leading-0 octal."""
+    value = _go_integer(text)
     if not -(2**63) <= value < 2**63:
+        raise ValueError("value out of range")
+    return value
+
+
+def parse_go_uint(text: str) -> int:
+    """``strconv.ParseUint(s, 0, 64)``: as :func:`parse_go_int` without a sign, up to 2^64-1."""
+    if text[:1] in ("+", "-"):
+        raise ValueError("invalid syntax")
+    value = _go_integer(text)
+    if not 0 <= value < 2**64:
         raise ValueError("value out of range")
     return value
 
@@ -95,7 +110,7 @@ class Flag:
     """One defined flag."""
 
     name: str
-    kind: str  # "bool", "int", "float", "string"
+    kind: str  # "bool", "int", "uint", "float", "string" (or a Var's own kind name)
     default: Any
     help: str
     convert: Callable[[str], Any]
@@ -135,6 +150,14 @@ class FlagSet:
         if name in self._flags:
             raise ValueError(f"flag redefined: {name}")
         self._flags[name] = Flag(name, kind, default, help, convert)
+
+    def uint(self, name: str, default: int, help: str) -> None:
+        """Go's ``flag.Uint64``."""
+        self._define(name, "uint", default, help, parse_go_uint)
+
+    def var(self, name: str, kind: str, default: Any, help: str, convert: Callable[[str], Any]) -> None:
+        """Go's ``flag.Var``: a flag whose value ``convert`` checks (raise ValueError to reject it)."""
+        self._define(name, kind, default, help, convert)
 
     def bool(self, name: str, default: bool, help: str) -> None:
         self._define(name, "bool", default, help, parse_go_bool)

@@ -3,8 +3,9 @@
 Serves upstream's levelzero.proto (GetDeviceHealth, GetDeviceTemperature, GetIntelIndices,
 GetDeviceMemoryAmount) from a :mod:`.sources` source. Failures are reported in-band in the
 ``error`` field (``errorcode`` = ze_result_t, ``description`` as upstream's ze_status_to_string);
-a failing read never takes the server down. Flags: upstream's ``-socket``, ``-wsl``, ``-v`` and
-ours, ``-sysfs-root`` (default /sys) and ``-source auto|levelzero|sysfs``.
+a failing read never takes the server down. Flags: upstream's ``-socket``, ``-wsl``, ``-v`` (default
+0) and klog's others (:mod:`gpu_plugin.common.klog`), and ours, ``-sysfs-root`` (default /sys) and
+``-source auto|levelzero|sysfs``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from gpu_plugin.common import metrics_http
+from gpu_plugin.common import klog, metrics_http
 from gpu_plugin.common.goflags import FlagError, FlagSet, command
 from gpu_plugin.deviceplugin import api
 from gpu_plugin.levelzero import DEFAULT_SOCKET, ZE_ERROR_UNKNOWN, describe
@@ -143,7 +144,7 @@ def _flagset() -> FlagSet:
     fs = FlagSet(PROG)
     fs.string("socket", DEFAULT_SOCKET, "Unix socket path to listen on")
     fs.bool("wsl", False, "Running in WSL environment")
-    fs.int("v", 1, "log verbosity")
+    klog.add_flags(fs)  # -v 0 as upstream; klog's others accepted
     fs.string("sysfs-root", "/sys", "sysfs root for the kernel fallback source")
     fs.string("source", "auto", "auto (Level Zero loader if usable, else sysfs), levelzero or sysfs")
     fs.string(metrics_http.FLAG, "", metrics_http.FLAG_HELP)
@@ -168,8 +169,10 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
         except metrics_http.MetricsAddressError as err:
             raise FlagError(f"-{metrics_http.FLAG}: {err}", metrics_http.FLAG) from None
     v = flags["v"]
-    logging.basicConfig(level=logging.DEBUG if v >= 3 else logging.INFO if v >= 1 else logging.WARNING,
+    # klog: Info lines always, upstream's per-request V(3) lines from -v 3
+    logging.basicConfig(level=logging.DEBUG if v >= 3 else logging.INFO,
                         stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    klog.warn_ineffective(klog.ineffective(flags), LOG)
     try:
         source = open_source(flags["sysfs-root"], wsl=flags["wsl"], kind=flags["source"])
     except RuntimeError as err:

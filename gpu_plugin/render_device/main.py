@@ -4,12 +4,17 @@ Media programs (VA-API/QSV) need the name of a render node they can use. ``rende
 prints the Nth (1-based, 1-127) Intel render node ``renderD128..255`` that is writable in devfs
 and whose sysfs ``device/vendor`` is 0x8086; ``render-device [N] program [args] option`` runs
 the program with that node appended; no argument prints the counts, the devfs ``dri`` listing
-and the user, as the script does. Unlike the script, bad arguments exit 2 with one stderr line
-(the script prints its usage and exits 1); "fewer GPUs than requested" exits 1 with one line.
+and the user, as the script does.  What the script rejects (index out of range, fewer GPUs than
+requested, a program without its GPU option) prints the script's ``ERROR: <reason>!`` line on
+stdout, where scripts grep for it (without the script's usage text before it), the reason once
+more on stderr for the logs, and exits 1 as the script.  Our own flags (``-sysfs-root``,
+``-devfs-root``, klog's, which have no effect here and are named in a warning) exit 2 with one
+stderr line when wrong, as every program of the family.
 """
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import re
@@ -17,16 +22,18 @@ import stat
 import sys
 from collections.abc import Callable, Sequence
 
+from gpu_plugin.common import klog
 from gpu_plugin.common.goflags import FlagError, FlagSet, command
 
 PROG = "render-device"
+LOG = logging.getLogger(__name__)
 INTEL = "0x8086"
 RENDER_NODES = range(128, 256)
 MAX_INDEX = 127
 
 
 class UsageError(ValueError):
-    """Bad arguments (exit 2)."""
+    """Arguments the script rejects with its usage (exit 1)."""
 
 
 class NotFoundError(LookupError):
@@ -131,7 +138,15 @@ def _flagset() -> FlagSet:
     fs = FlagSet(PROG)
     fs.string("sysfs-root", "/sys", "sysfs root (render nodes under <root>/class/drm)")
     fs.string("devfs-root", "/dev", "devfs root (render nodes under <root>/dri)")
+    klog.add_flags(fs)
     return fs
+
+
+def _script_error(reason: str) -> int:
+    """The script's ``usage "<reason>"``: its ``ERROR:`` line on stdout, exit 1."""
+    print(f"ERROR: {reason}!", flush=True)
+    print(f"{PROG}: {reason}", file=sys.stderr)
+    return 1
 
 
 @command(PROG, lambda: _flagset().usage())
@@ -140,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("sysfs-root", "devfs-root"):
         if not os.path.isdir(flags[name]):
             raise FlagError(f"-{name} {flags[name]}: no such directory", name)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=f"{PROG}: %(levelname)s %(message)s")
+    klog.warn_ineffective(klog.ineffective(flags) + (["-v"] if "v" in flags.explicit else []), LOG)
     args = list(flags.args)
     if not args:
         sys.stdout.write(_summary(flags["sysfs-root"], flags["devfs-root"]))
@@ -151,14 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not 1 <= index <= MAX_INDEX:
             raise UsageError(f"GPU index {index} not in range 1-{MAX_INDEX}")
         if len(args) == 1:
-            raise UsageError(f"media program and/or its GPU selection option missing after {args[0]!r}")
+            raise UsageError("media program and/or its GPU selection option missing")
         device = nth_device(flags["sysfs-root"], flags["devfs-root"], index)
-    except UsageError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 2
-    except NotFoundError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return 1
+    except (UsageError, NotFoundError) as err:
+        return _script_error(str(err))
     if not args:
         print(device)
         return 0

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gpu_plugin.common import metrics_http
+from gpu_plugin.common import klog, metrics_http
 from gpu_plugin.common.goflags import FlagError, FlagSet, command
 from gpu_plugin.common.label_split import split_at_last_alnum
 from gpu_plugin.xpum_sidecar.metrics import NO_SIDECAR_METRICS, SidecarMetrics, sidecar_metrics
@@ -40,6 +40,10 @@ LABEL_CONTROL_CHAR = "Z"
 XE_LINK_LABEL = "xe-links"
 TOPOLOGY_METRIC = "xpum_topology_link"
 FEATURES_DIR = "/etc/kubernetes/node-feature-discovery/features.d/"
+#: Upper bound of -interval and -startup-delay (seconds): one year.  Upstream takes any uint64 but
+#: Go's time.Duration overflows above 9223372036 s; Python's timed waits fail near there as well
+#: (OverflowError), and a period longer than a year is a typo, not a schedule.
+MAX_PERIOD = 365 * 24 * 3600
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -218,28 +222,33 @@ class Sidecar:
 
 def _flagset() -> FlagSet:
     fs = FlagSet(PROG)
-    fs.int("interval", 10, "interval for topology fetching and label writing (seconds, >= 1)")
-    fs.int("startup-delay", 10, "startup delay for first topology fetching and label writing (seconds, >= 0)")
-    fs.int("xpum-port", 29999, "xpumanager port number")
+    fs.uint("interval", 10, f"interval for topology fetching and label writing (seconds, 1..{MAX_PERIOD})")
+    fs.uint("startup-delay", 10, "startup delay for first topology fetching and label writing "
+            f"(seconds, 0..{MAX_PERIOD})")
+    fs.uint("xpum-port", 29999, "xpumanager port number")
     fs.string("tmp-dir-prefix", FEATURES_DIR, "where the temporary dir of the in-flight label file is made")
     fs.string("dst-file-path", FEATURES_DIR + "xpum-sidecar-labels.txt", "label file destination")
-    fs.int("lane-count", 4, "minimum lane count for xelink")
+    fs.uint("lane-count", 4, "minimum lane count for xelink")
     fs.string("label-namespace", "gpu.intel.com", "namespace for the labels")
     fs.bool("allow-subdeviceless-links", False, "allow xelinks not tied to subdevices (=1 tile GPUs)")
     fs.string("cert", "", "Use HTTPS and verify server's endpoint")
-    fs.int("v", 0, "log verbosity")
     fs.string(metrics_http.FLAG, "", metrics_http.FLAG_HELP)
+    klog.add_flags(fs)
     return fs
 
 
-def parse_config(argv: Sequence[str]) -> tuple[Config, int]:
-    """Flags to a Config and the verbosity; raises FlagError/HelpRequested."""
+def parse_config(argv: Sequence[str]) -> tuple[Config, int, list[str]]:
+    """Flags to a Config, the verbosity and the klog flags without effect; raises FlagError/HelpRequested."""
     flags = _flagset().parse(argv)
     if flags.args:
         raise FlagError(f"unexpected argument: {flags.args[0]}")
-    for name, low in (("interval", 1), ("startup-delay", 0), ("lane-count", 0), ("xpum-port", 1)):
+    for name, low in (("interval", 1), ("xpum-port", 1)):
         if flags[name] < low:
             raise FlagError(f'invalid value "{flags[name]}" for flag -{name}: must be >= {low}', name)
+    for name in ("interval", "startup-delay"):
+        if flags[name] > MAX_PERIOD:
+            raise FlagError(f'invalid value "{flags[name]}" for flag -{name}: must be <= {MAX_PERIOD} '
+                            "(one year)", name)
     if flags["xpum-port"] > 65535:
         raise FlagError(f'invalid value "{flags["xpum-port"]}" for flag -xpum-port: not a port', "xpum-port")
     if not _DNS_SUBDOMAIN.match(flags["label-namespace"]) or len(flags["label-namespace"]) > 253:
@@ -256,14 +265,15 @@ def parse_config(argv: Sequence[str]) -> tuple[Config, int]:
                   lane_count=flags["lane-count"], label_namespace=flags["label-namespace"],
                   allow_subdeviceless_links=flags["allow-subdeviceless-links"],
                   interval=float(flags["interval"]), startup_delay=float(flags["startup-delay"]),
-                  metrics_address=flags[metrics_http.FLAG]), flags["v"]
+                  metrics_address=flags[metrics_http.FLAG]), flags["v"], klog.ineffective(flags)
 
 
 @command(PROG, lambda: _flagset().usage())
 def main(argv: Sequence[str] | None = None) -> int:
-    config, verbosity = parse_config(sys.argv[1:] if argv is None else argv)
+    config, verbosity, klog_ignored = parse_config(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if verbosity >= 4 else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    klog.warn_ineffective(klog_ignored, LOG)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

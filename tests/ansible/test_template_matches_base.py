@@ -9,6 +9,7 @@ kustomize output directly, so they hold whatever the role renders.
 """
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,9 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
+from gpu_plugin import cli
+from gpu_plugin.common.errors import UsageError
+from gpu_plugin.levelzero import server as levelzero
 from tests.ansible.runner import REPO
 
 ROLE = REPO / "roles" / "bringup_kubemaster"
@@ -258,7 +262,110 @@ def test_role_metrics_off_by_default_and_port_checked() -> None:
     assert ds["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "-metrics-address=[$(POD_IP)]:9500"
 
 
+def test_role_monitoring_mode_split_is_rendered_single_is_the_default() -> None:
+    (plugin,) = render()["spec"]["template"]["spec"]["containers"]
+    assert not any(a.startswith("-monitoring-mode") for a in plugin["args"])  # the plugin's default: single
+    (plugin,) = render(bringup_kubemaster_gpu_enable_monitoring=True,
+                       bringup_kubemaster_gpu_monitoring_mode="split")["spec"]["template"]["spec"]["containers"]
+    assert plugin["args"] == ["-shared-dev-num=1", "-allocation-policy=none", "-enable-monitoring",
+                              "-monitoring-mode=split"]
+    assert _parse_plugin_args(plugin["args"]).scan.monitoring_mode == "split"
+
+
+# -- upstream's overlays the role has no single option for: built overlay = base (or role) + deltas --
+
+#: upstream's allowlist-arc list: the PCI device IDs of Intel Arc (DG2 / Alchemist) GPUs
+ARC_IDS = {"0x56a6", "0x56a5", "0x56a1", "0x56a0", "0x5694", "0x5693", "0x5692", "0x5691", "0x5690", "0x56b3",
+           "0x56b2", "0x56a4", "0x56a3", "0x5697", "0x5696", "0x5695", "0x56b1", "0x56b0", "0x56a2", "0x56ba",
+           "0x56bc", "0x56bd", "0x56bb"}
+
+
+def _containers(ess: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in ess["containers"]}
+
+
+def _parse_plugin_args(args: list[str]) -> cli.Options:
+    """The overlay's plugin flags are ones our plugin accepts (roots pointed at existing dirs)."""
+    return cli.parse(args + ["-sysfs-root", "/", "-devfs-root", "/"])
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
+def test_levelzero_overlay_is_the_health_pod_without_health_management() -> None:
+    built = essentials(build(DEPLOYMENTS / "overlays" / "levelzero"))
+    role = essentials(render(bringup_kubemaster_gpu_health_management=True))
+    _containers(role)["intel-gpu-plugin"]["args"].remove("-health-management")
+    assert built == role
+    plugin, sidecar = (_containers(built)[n] for n in ("intel-gpu-plugin", "intel-gpu-levelzero"))
+    assert not _parse_plugin_args(plugin["args"]).health_management
+    assert levelzero._flagset().parse(sidecar["args"])["v"] == 0
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
+def test_wsl_overlay_adds_wsl_flags_and_mounts_to_the_levelzero_pod() -> None:
+    built = essentials(build(DEPLOYMENTS / "overlays" / "wsl"))
+    expected = copy.deepcopy(essentials(build(DEPLOYMENTS / "overlays" / "levelzero")))
+    plugin, sidecar = (_containers(expected)[n] for n in ("intel-gpu-plugin", "intel-gpu-levelzero"))
+    plugin["args"].append("-wsl")
+    sidecar["args"].append("-wsl")
+    plugin["volumeMounts"] = sorted(plugin["volumeMounts"] + [
+        {"name": "devdxg", "mountPath": "/dev/dxg", "readOnly": True}], key=lambda m: m["name"])
+    sidecar["volumeMounts"] = sorted(sidecar["volumeMounts"] + [
+        {"name": "wsllib", "mountPath": "/usr/lib/wsl", "readOnly": True}], key=lambda m: m["name"])
+    expected["volumes"] = sorted(expected["volumes"] + [
+        {"name": "devdxg", "hostPath": {"path": "/dev/dxg", "type": "CharDevice"}},
+        {"name": "wsllib", "hostPath": {"path": "/usr/lib/wsl", "type": "DirectoryOrCreate"}}],
+        key=lambda v: v["name"])
+    assert built == expected
+    built_plugin = _containers(built)["intel-gpu-plugin"]
+    opts = _parse_plugin_args(built_plugin["args"])
+    assert opts.wsl and not opts.health_management and not opts.scan.enable_monitoring  # both refused in WSL
+    assert built_plugin["securityContext"] == LEAST_PRIVILEGE
+    assert levelzero._flagset().parse(_containers(built)["intel-gpu-levelzero"]["args"])["wsl"] is True
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
+def test_allowlist_arc_overlay_allows_only_arc_ids() -> None:
+    built = essentials(build(DEPLOYMENTS / "overlays" / "allowlist-arc"))
+    role = essentials(render(bringup_kubemaster_gpu_verbosity=2))
+    built_args = _containers(built)["intel-gpu-plugin"]["args"]
+    opts = _parse_plugin_args(built_args)
+    assert opts.scan.allow_ids == ARC_IDS and not opts.scan.deny_ids and opts.verbosity == 2
+    # same pod as the role with -v=2, plus the allow list before -v (its IDs in upstream's order)
+    allow = [a for a in built_args if a.startswith("-allow-ids=")]
+    assert len(allow) == 1
+    _containers(role)["intel-gpu-plugin"]["args"].insert(-1, allow[0])
+    assert built == role
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
+def test_monitoring_shared_dev_nfd_overlay_matches_the_role_but_for_the_node_selector() -> None:
+    path = DEPLOYMENTS / "overlays" / "monitoring_shared-dev_nfd"
+    built = essentials(build(path))
+    role = essentials(render(bringup_kubemaster_gpu_shared_dev_num=30, bringup_kubemaster_gpu_verbosity=2,
+                             bringup_kubemaster_gpu_enable_monitoring=True))
+    assert built["nodeSelector"] == {"intel.feature.node.kubernetes.io/gpu": "true",
+                                     "kubernetes.io/arch": "amd64"}
+    assert {k: v for k, v in built.items() if k != "nodeSelector"} == \
+        {k: v for k, v in role.items() if k != "nodeSelector"}
+    opts = _parse_plugin_args(_containers(built)["intel-gpu-plugin"]["args"])
+    assert (opts.scan.shared_dev_num, opts.scan.enable_monitoring, opts.scan.monitoring_mode,
+            opts.verbosity) == (30, True, "single", 2)
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
+@pytest.mark.parametrize("overlay", sorted(p.name for p in (DEPLOYMENTS / "overlays").iterdir()
+                                           if p.is_dir()))
+def test_every_overlay_passes_flags_the_plugin_accepts(overlay: str) -> None:
+    pod = build(DEPLOYMENTS / "overlays" / overlay)["spec"]["template"]["spec"]
+    plugin = _containers({"containers": pod["containers"]})["intel-gpu-plugin"]
+    try:
+        _parse_plugin_args(plugin["args"])
+    except UsageError as err:  # only -resource-manager's runtime prerequisites may be missing here
+        assert "-resource-manager" in plugin["args"] and "prerequisites missing" in str(err), err
+
+
 def test_every_overlay_is_checked() -> None:
     """A new overlay needs a role option (parity test above) or a test of its own here."""
-    checked = {"monitoring", "health", "xpumd", "fractional_resources", "nfd_labeled_nodes", "metrics"}
+    checked = {"monitoring", "health", "xpumd", "fractional_resources", "nfd_labeled_nodes",
+               "levelzero", "wsl", "allowlist-arc", "monitoring_shared-dev_nfd", "metrics"}
     assert {p.name for p in (DEPLOYMENTS / "overlays").iterdir() if p.is_dir()} == checked

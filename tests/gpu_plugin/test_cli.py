@@ -46,6 +46,8 @@ BAD = [
     ("invalid bypath", ["-bypath", "some"], "-bypath", "single, none, all"),
     ("wsl error with monitoring", ["-wsl", "-enable-monitoring"], "-wsl", "monitoring is not supported"),
     ("wsl error with health", ["-wsl", "-health-management"], "-wsl", "health management is not supported"),
+    ("wsl error with xpumd health", ["-wsl", "-xpumd-endpoint", "/foo/bar/socket.sock"], "-wsl",
+     "health management is not supported"),
     (
         "health and xpumd at the same time",
         ["-health-management", "-xpumd-endpoint", "/foo/bar/socket.sock"],
@@ -70,6 +72,9 @@ BAD = [
     ("metrics bare ipv6", ["-metrics-address", "::1:9"], "-metrics-address", "[HOST]:PORT"),
     ("bad verbosity", ["-v", "high"], "-v", "invalid value"),
     ("bad bool value", ["-wsl=maybe"], "-wsl", "invalid value"),
+    ("bad klog vmodule", ["-vmodule", "gpu_plugin"], "-vmodule", "invalid value"),
+    ("bad klog stderrthreshold", ["-stderrthreshold=LOUD"], "-stderrthreshold", "invalid value"),
+    ("bad klog log_file_max_size", ["-log_file_max_size=-1"], "-log_file_max_size", "invalid value"),
     ("positional argument", ["extra"], "extra", "unexpected argument"),
     ("resource manager prerequisites", ["-resource-manager"], "-resource-manager", "prerequisites missing"),
 ]
@@ -133,7 +138,7 @@ def test_defaults(tmp_path: Path) -> None:
         opts.allocation_policy,
     ) == ("/var/lib/kubelet/device-plugins", "/var/run/cdi", "/var/lib/levelzero/server.sock", 5.0, "none")
     assert (
-        opts.scan.monitoring_mode == "split"
+        opts.scan.monitoring_mode == "single"  # upstream's default since 2026-03
         and opts.scan.bypath == "single"
         and opts.scan.shared_dev_num == 1
     )
@@ -172,6 +177,43 @@ def test_upstream_style_command_line(tmp_path: Path) -> None:
     assert opts.scan.enable_monitoring and opts.scan.monitoring_mode == "single" and opts.scan.bypath == "all"
     assert opts.scan.deny_ids == {"0x56c0", "0x56c1"} and opts.health_management
     assert opts.temp_limits == (90, 95, 85) and opts.verbosity == 4
+
+
+# upstream's TestCheckArgs cases that must pass (the failing ones are in BAD above)
+CHECK_ARGS_OK = [
+    ("valid allow IDs", ["-allow-ids", "0x1234,0x5678"], {"allow": {"0x1234", "0x5678"}}),
+    ("valid deny IDs", ["-deny-ids", "0x1234,0x5678"], {"deny": {"0x1234", "0x5678"}}),
+    ("no allow or deny IDs", ["-allow-ids=", "-deny-ids="], {"allow": set(), "deny": set()}),
+    ("levelzero health", ["-health-management", "-xpumd-endpoint="], {"health": True, "xpumd": ""}),
+    ("xpumd health", ["-xpumd-endpoint", "/foo/bar/socket.sock", "-temp-limit=100", "-memory-temp-limit=100",
+                      "-gpu-temp-limit=100"], {"health": False, "xpumd": "/foo/bar/socket.sock"}),
+    ("wsl", ["-wsl"], {"wsl": True}),
+    ("split monitoring", ["-enable-monitoring", "-monitoring-mode", "split"], {"mode": "split"}),
+]
+
+
+@pytest.mark.parametrize("argv,expected", [c[1:] for c in CHECK_ARGS_OK], ids=[c[0] for c in CHECK_ARGS_OK])
+def test_upstream_check_args_valid_cases(argv: list[str], expected: dict) -> None:
+    opts = cli.parse(ROOTS + ["-shared-dev-num=1", "-allocation-policy=none", *argv])
+    got = {"allow": set(opts.scan.allow_ids), "deny": set(opts.scan.deny_ids),
+           "health": opts.health_management, "xpumd": opts.xpumd_endpoint, "wsl": opts.wsl,
+           "mode": opts.scan.monitoring_mode}
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_klog_flags_accepted_and_the_ineffective_ones_named() -> None:
+    quiet = cli.parse(ROOTS + ["-logtostderr", "-logtostderr=true", "-alsologtostderr", "-v=3",
+                               "-log_file_max_size=1800", "-stderrthreshold=2"])
+    assert quiet.klog_ignored == () and quiet.verbosity == 3
+    opts = cli.parse(ROOTS + ["-logtostderr=false", "-log_dir=/var/log/gpu", "-log_file_max_size", "10",
+                              "-vmodule=scan=4,plugin*=2", "-log_backtrace_at=gpu_plugin.go:12",
+                              "-stderrthreshold=WARNING", "-skip_headers", "-add_dir_header", "-one_output",
+                              "-skip_log_headers", "-log_file=/x.log",
+                              "-legacy_stderr_threshold_behavior=false"])
+    assert set(opts.klog_ignored) == {
+        "-logtostderr", "-log_dir", "-log_file_max_size", "-vmodule", "-log_backtrace_at", "-stderrthreshold",
+        "-skip_headers", "-add_dir_header", "-one_output", "-skip_log_headers", "-log_file",
+        "-legacy_stderr_threshold_behavior"}
 
 
 def test_explicit_roots_win_over_prefix(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def test_registration_allocatable_and_allocate(short_dir: Path, host: FakeSysfs)
         devices = kubelet.devices(I915)
         assert sorted(devices) == ["card0-0", "card0-1", "card1-0", "card1-1"]
         assert devices["card1-0"].numa_nodes == (1,)
-        kubelet.wait_for(lambda: kubelet.allocatable("gpu.intel.com/i915_monitoring") == 1, what="monitoring")
+        kubelet.wait_for(lambda: kubelet.allocatable("gpu.intel.com/monitoring") == 1, what="monitoring")
         with kubelet.client(I915) as client:
             resp = client.allocate(["card0-1"]).container_responses[0]
             dri = os.path.join(host.devfs_root, "dri")
@@ -321,7 +321,7 @@ def test_reregisters_after_kubelet_restart(short_dir: Path, host: FakeSysfs) -> 
         kubelet.wait_for(lambda: kubelet.allocatable(I915) == 2, what="2 GPUs")
         kubelet.restart()  # wipes every *.sock, as kubelet does on start
         kubelet.wait_for_registration(I915, timeout=15)
-        kubelet.wait_for_registration("gpu.intel.com/i915_monitoring", timeout=15)
+        kubelet.wait_for_registration("gpu.intel.com/monitoring", timeout=15)
         kubelet.wait_for(lambda: kubelet.allocatable(I915) == 2, timeout=15, what="2 GPUs after restart")
     finally:
         run.close()

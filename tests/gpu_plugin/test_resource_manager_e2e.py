@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,7 +107,7 @@ def test_fractional_allocation_through_the_device_plugin_api(short_dir: Path, ap
             resp = client.allocate(["card0-0"]).container_responses[0]
             assert [c.name for c in resp.cdi_devices] == ["intel.cdi.k8s.io/gpu=card0"]
             assert "ZE_AFFINITY_MASK" not in resp.envs
-        with kubelet.client("gpu.intel.com/i915_monitoring") as client:
+        with kubelet.client("gpu.intel.com/monitoring") as client:  # -monitoring-mode single (default)
             resp = client.allocate(["all"]).container_responses[0]  # never the resource manager's
             assert len(resp.devices) == 4
         kubelet.wait_for(labels_file.is_file, what="GAS labels file")
@@ -158,7 +159,8 @@ def test_two_drivers_in_one_snapshot_raise(short_dir: Path) -> None:
     wrapper = RmScanner(None, rm, str(short_dir))  # type: ignore[arg-type]
     with pytest.raises(MultipleDriversError):
         wrapper.observe({"i915": {"card0-0": None}, "xe": {"card1-0": None}})  # type: ignore[dict-item]
-    wrapper.observe({"i915": {"card0-0": None}, "i915_monitoring": {"all": None}})  # type: ignore[dict-item]
+    wrapper.observe({"i915": {"card0-0": None}, "i915_monitoring": {"all": None},  # type: ignore[dict-item]
+                     "monitoring": {"all": None}})
 
 
 def test_labeler_rewrites_only_on_change_and_retries_failures(short_dir: Path) -> None:
@@ -251,3 +253,37 @@ def test_cli_runs_with_resource_manager(short_dir: Path, api: FakeKubeAPI, podre
         kubelet.stop()
     assert proc.returncode == 0, stderr
     assert "resource manager enabled" in stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_upstream_labeler_run_writes_the_file_and_removes_it_on_signal(
+        short_dir: Path, api: FakeKubeAPI, podres: FakePodResources, sig: signal.Signals) -> None:
+    """upstream's TestCreateAndRun "Run" (cmd/internal/labeler): the label file appears, and the
+    signal (upstream sends SIGHUP to itself) stops the labeler, which removes it. Here the labeler
+    runs in the real plugin process with -resource-manager; the process then exits 0."""
+    host = FakeSysfs(short_dir / "host")
+    host.add_gpu("0000:03:00.0", card=0, render=128, tiles=2)
+    kubelet = FakeKubelet(short_dir / "kubelet").start()
+    labels = short_dir / "nfd" / "nfd-labelfile.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "HOST_IP"))}
+    env["NODE_NAME"] = NODE
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpu_plugin", "-resource-manager", "-shared-dev-num", "2",
+         "-sysfs-root", host.sysfs_root, "-devfs-root", host.devfs_root,
+         "-kubelet-dir", str(short_dir / "kubelet"), "-cdi-dir", str(short_dir / "cdi"),
+         "-kubeconfig", str(short_dir / "kubeconfig"), "-pod-resources-socket", podres.socket_path,
+         "-nfd-feature-file", str(labels)],
+        env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        kubelet.wait_for(lambda: labels.is_file(), timeout=20, what="the labels file")
+        assert "gpu.intel.com/tiles=2\n" in labels.read_text()
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        kubelet.stop()
+    assert proc.returncode == 0, stderr
+    assert not labels.exists(), "the labeler did not remove its file"
+    assert f"Received {sig.name}, stopping" in stderr

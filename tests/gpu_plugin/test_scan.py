@@ -207,7 +207,8 @@ def test_upstream_scan_cases(
         sysfs, devfs = str(tmp_path / "nothing" / "sys"), str(tmp_path / "nothing" / "dev")
     else:
         sysfs, devfs = upstream_tree(case)
-    tree = gs.scan(sysfs, devfs, gs.ScanOptions(**options))
+    # upstream's cliOptions{} has monitoringMode "" (= per driver); the flag's default is "single"
+    tree = gs.scan(sysfs, devfs, gs.ScanOptions(**{"monitoring_mode": "split", **options}))
     assert counts(tree) == expected
 
 
@@ -292,6 +293,36 @@ def test_upstream_bypath(
     for m in mounts:
         assert m.read_only and m.host_path in {str(by_path / f) for f in files}
         assert m.container_path == "/dev/dri/by-path/" + os.path.basename(m.host_path)
+
+
+# /dev/dri/by-path of upstream bug #2296 (open at 94a91bc): an iGPU at 0000:00:02.0 (card1, renderD128)
+# and simpledrm's boot framebuffer on the same PCI device (card0). Upstream's -bypath=single mounts
+# every "pci-0000:00:02.0*" entry and pods fail: failed to mkdir
+# "/dev/dri/by-path/pci-0000:00:02.0-platform-simple-framebuffer.0-card": file exists.
+BUG_2296_BYPATH = {
+    "pci-0000:00:02.0-card": "../card1",
+    "pci-0000:00:02.0-platform-simple-framebuffer.0-card": "../card0",
+    "pci-0000:00:02.0-render": "../renderD128",
+}
+
+
+def test_bypath_single_mounts_only_the_cards_own_entries_upstream_bug_2296(fake_sysfs: FakeSysfs) -> None:
+    fake_sysfs.add_gpu("0000:00:02.0", card=1, render=128)
+    by_path = Path(fake_sysfs.devfs_root) / "dri" / "by-path"
+    for entry in os.listdir(by_path):
+        os.unlink(by_path / entry)
+    (by_path.parent / "card0").write_text("")  # simpledrm's node, not an Intel GPU's
+    for name, target in BUG_2296_BYPATH.items():
+        os.symlink(target, by_path / name)
+    info = gs.scan(fake_sysfs.sysfs_root, fake_sysfs.devfs_root)["i915"]["card1-0"]
+    assert [(m.container_path, m.host_path, m.read_only) for m in info.mounts] == [
+        ("/dev/dri/by-path/pci-0000:00:02.0-card", f"{by_path}/pci-0000:00:02.0-card", True),
+        ("/dev/dri/by-path/pci-0000:00:02.0-render", f"{by_path}/pci-0000:00:02.0-render", True),
+    ]
+    # the pure helper agrees, and a longer address sharing the prefix is not the card's either
+    listing = [*BUG_2296_BYPATH, "pci-0000:00:02.01-card", "platform-simple-framebuffer.0-card"]
+    assert [m.container_path for m in gs.bypath_mounts("0000:00:02.0", str(by_path), listing)] == [
+        "/dev/dri/by-path/pci-0000:00:02.0-card", "/dev/dri/by-path/pci-0000:00:02.0-render"]
 
 
 def _cdi_inclusion_tree(root: Path) -> tuple[str, str]:

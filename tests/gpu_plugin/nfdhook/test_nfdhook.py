@@ -81,3 +81,38 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], flag: str) -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1 and flag in proc.stderr, proc.stderr
     assert proc.stdout == ""
+
+
+def test_upstreams_invocation_reads_host_sys(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """NFD runs the hook with no arguments; upstream's hook reads /host-sys (the worker's mount)."""
+    fs = FakeSysfs(tmp_path / "host")
+    fs.add_gpu("0000:03:00.0", card=0)
+    monkeypatch.setattr(nfdhook, "HOST_SYS", fs.sysfs_root)
+    assert nfdhook.main([]) == 0
+    assert "gpu.intel.com/cards=card0\n" in capsys.readouterr().out
+    other = FakeSysfs(tmp_path / "other")
+    other.add_gpu("0000:03:00.0", card=0)
+    other.add_gpu("0000:04:00.0", card=1, render=129)
+    assert nfdhook.main(["-sysfs-root", other.sysfs_root]) == 0  # an explicit root wins
+    assert "gpu.intel.com/cards=card0.card1\n" in capsys.readouterr().out
+
+
+def test_without_host_sys_reads_sys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "host-sys-without-drm").mkdir()
+    monkeypatch.setattr(nfdhook, "HOST_SYS", str(tmp_path / "host-sys-without-drm"))
+    seen: list[str] = []
+    monkeypatch.setattr(nfdhook.labeler, "create_labels", lambda drm: seen.append(drm) or {})
+    assert nfdhook.main([]) == 0
+    assert seen == ["/sys/class/drm"]
+
+
+def test_klog_flags_accepted_with_a_warning(tmp_path: Path) -> None:
+    fs = FakeSysfs(tmp_path)
+    fs.add_gpu("0000:03:00.0", card=0)
+    proc = _run(["-logtostderr", "-v=2", "-log_dir=/var/log", "-sysfs-root", fs.sysfs_root])
+    assert proc.returncode == 0, proc.stderr
+    assert "gpu.intel.com/cards=card0" in proc.stdout.splitlines()
+    assert proc.stderr.splitlines() == [
+        "intel-gpu-nfdhook: WARNING klog flags without effect here (logs always go to stderr, levels from -v "
+        "only): -log_dir"]

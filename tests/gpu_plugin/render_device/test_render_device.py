@@ -44,7 +44,7 @@ def test_prints_nth_intel_render_node(fs: FakeSysfs, index: str, minor: int) -> 
 
 def test_fewer_gpus_than_requested(fs: FakeSysfs) -> None:
     proc = _run(fs, "3")
-    assert (proc.returncode, proc.stdout) == (1, "")
+    assert (proc.returncode, proc.stdout) == (1, "ERROR: 2 Intel GPU(s) found, not 3 as requested!\n")
     assert proc.stderr.splitlines() == ["render-device: 2 Intel GPU(s) found, not 3 as requested"]
 
 
@@ -82,20 +82,42 @@ def test_runs_media_program_with_device_appended(fs: FakeSysfs) -> None:
     assert proc.stdout.splitlines()[-1] == f"device={_node(fs, 128)}"
 
 
-@pytest.mark.parametrize("args,needle", [
+# what upstream's render-device.sh passes to its usage(): "ERROR: <reason>!" on stdout, exit 1
+MEDIA_MISSING = "media program and/or its GPU selection option missing"
+
+
+@pytest.mark.parametrize("args,reason", [
     (["0"], "GPU index 0 not in range 1-127"),
     (["128"], "GPU index 128 not in range 1-127"),
-    (["vainfo"], "media program"),
-    (["1", "vainfo"], "media program"),
+    (["vainfo"], MEDIA_MISSING),
+    (["1", "vainfo"], MEDIA_MISSING),
+], ids=["zero", "too-big", "program-without-option", "index-program-without-option"])
+def test_script_errors_print_upstreams_error_line_exit_1(fs: FakeSysfs, args: list[str], reason: str) -> None:
+    proc = _run(fs, *args)
+    assert proc.returncode == 1
+    assert proc.stdout == f"ERROR: {reason}!\n"  # scripts grep stdout for "ERROR:" (also via $(...))
+    assert proc.stderr.splitlines() == [f"render-device: {reason}"]
+
+
+@pytest.mark.parametrize("args,needle", [
     (["-sysfs-root"], "-sysfs-root"),
     (["-index", "1"], "-index"),
-], ids=["zero", "too-big", "program-without-option", "index-program-without-option", "missing-value",
-        "unknown-flag"])
-def test_bad_arguments_exit_2_with_one_line(fs: FakeSysfs, args: list[str], needle: str) -> None:
+    (["-vmodule", "nonsense", "1"], "-vmodule"),
+    (["-log_file_max_size", "-1", "1"], "-log_file_max_size"),
+], ids=["missing-value", "unknown-flag", "bad-vmodule", "negative-uint"])
+def test_bad_flags_exit_2_with_one_line(fs: FakeSysfs, args: list[str], needle: str) -> None:
     proc = _run(fs, *args)
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1 and needle in proc.stderr, proc.stderr
     assert proc.stdout == ""
+
+
+def test_klog_flags_accepted_with_a_warning(fs: FakeSysfs) -> None:
+    proc = _run(fs, "-logtostderr", "-v=2", "-log_file_max_size=10", "2")
+    assert (proc.returncode, proc.stdout) == (0, _node(fs, 129) + "\n")
+    assert proc.stderr.splitlines() == [
+        "render-device: WARNING klog flags without effect here (logs always go to stderr, levels from -v "
+        "only): -log_file_max_size, -v"]
 
 
 def test_missing_root_is_exit_2(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -246,11 +247,41 @@ def test_cli_scrapes_every_interval_and_removes_file_on_sigterm(tmp_path: Path) 
     (["-allow-subdeviceless-links=maybe"], "-allow-subdeviceless-links"),
     (["-cert"], "-cert"),
     (["-bogus"], "-bogus"),
+    # issue 11 item 14: no OverflowError traceback from the timed waits
+    (["-interval", str(2**63 - 1)], "-interval"),
+    (["-startup-delay", str(2**63 - 1)], "-startup-delay"),
+    (["-interval", str(2**64)], "-interval"),
+    (["-interval", str(xs.MAX_PERIOD + 1)], "-interval"),
+    (["-startup-delay", str(xs.MAX_PERIOD + 1)], "-startup-delay"),
+    (["-interval", "inf"], "-interval"),
+    (["-startup-delay", "nan"], "-startup-delay"),
+    (["-interval", "1e309"], "-interval"),
+    (["-interval", "-5"], "-interval"),
+    (["-vmodule", "sidecar"], "-vmodule"),
     (["-metrics-address", "nohost"], "-metrics-address"),
 ], ids=["zero-interval", "word-interval", "negative-delay", "port-range", "negative-lanes", "bad-namespace",
-        "bad-bool", "missing-value", "unknown", "bad-metrics-address"])
+        "bad-bool", "missing-value", "unknown", "interval-int64-max", "delay-int64-max",
+        "interval-uint64-overflow", "interval-over-a-year", "delay-over-a-year", "interval-inf", "delay-nan",
+        "interval-1e309", "negative-interval", "bad-klog-vmodule", "bad-metrics-address"])
 def test_bad_flags_exit_2_with_one_line(args: list[str], flag: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "gpu_plugin.xpum_sidecar", *args], capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1 and flag in proc.stderr, proc.stderr
+
+
+def test_period_bounds_are_inclusive() -> None:
+    config, _, _ = xs.parse_config(["-interval", str(xs.MAX_PERIOD), "-startup-delay", str(xs.MAX_PERIOD)])
+    assert (config.interval, config.startup_delay) == (xs.MAX_PERIOD, xs.MAX_PERIOD)
+    config, _, _ = xs.parse_config(["-interval", "1", "-startup-delay", "0"])
+    assert (config.interval, config.startup_delay) == (1, 0)
+    # Event.wait ends in a lock acquire with that timeout: the bound is one it takes, 2^63-1 is not
+    assert threading.Lock().acquire(timeout=xs.MAX_PERIOD)
+    with pytest.raises(OverflowError):
+        threading.Lock().acquire(timeout=2**63 - 1)
+
+
+def test_klog_flags_accepted_and_named() -> None:
+    _, verbosity, ignored = xs.parse_config(["-logtostderr", "-v=4", "-log_file_max_size=1",
+                                             "-alsologtostderr"])
+    assert (verbosity, ignored) == (4, ["-log_file_max_size"])
