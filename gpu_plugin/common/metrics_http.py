@@ -69,12 +69,13 @@ def serve(address: str, registry: CollectorRegistry, program: str) -> MetricsEnd
 
 def open_endpoint(address: str, program: str) -> tuple[CollectorRegistry | None, MetricsEndpoint | None]:
     """``-metrics-address``: a fresh registry and its running endpoint; (None, None) when the flag
-    is empty; (registry, None) when the port cannot be bound (logged: the caller decides)."""
+    is empty, and when the port cannot be bound: that is logged and the program runs on without
+    metrics (a taken port must not stop GPUs from being advertised; Prometheus shows it down)."""
     if not address:
         return None, None
     registry = CollectorRegistry()
     try:
         return registry, serve(address, registry, program)
     except OSError as err:
-        LOG.error("%s: cannot serve metrics on %s: %s", program, address, err)
-        return registry, None
+        LOG.error("%s: cannot serve metrics on %s: %s; running without metrics", program, address, err)
+        return None, None

@@ -182,8 +182,6 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
     if flags["wsl"] and source.name != "levelzero":
         LOG.warning("-wsl needs the Level Zero loader; sysfs has no WSL GPUs")
     registry, endpoint = metrics_http.open_endpoint(flags[metrics_http.FLAG], PROG)
-    if flags[metrics_http.FLAG] and endpoint is None:
-        return 1
     metrics = NO_LEVELZERO_METRICS if registry is None else levelzero_metrics(registry)
     try:
         server = serve(source, flags["socket"], metrics=metrics)

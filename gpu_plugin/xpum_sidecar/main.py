@@ -278,8 +278,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     registry, endpoint = metrics_http.open_endpoint(config.metrics_address, PROG)
-    if config.metrics_address and endpoint is None:
-        return 1
     LOG.info("scraping %s every %.0f s into %s", config.url, config.interval, config.dst_file_path)
     try:
         metrics = NO_SIDECAR_METRICS if registry is None else sidecar_metrics(registry)

@@ -61,3 +61,17 @@ def test_no_metrics_records_nothing_and_costs_nothing() -> None:
                                                               "health": "Unhealthy"}) == 1
     assert registry.get_sample_value("deviceplugin_allocate_requests_total",
                                      {"resource": "example.com/widget", "outcome": "error"}) == 1
+
+
+def test_a_taken_port_is_logged_and_the_program_runs_without_metrics(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from gpu_plugin.common.metrics_http import open_endpoint
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert open_endpoint(f"127.0.0.1:{port}", "test") == (None, None)
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in caplog.text
+    assert "running without metrics" in caplog.text
+    assert open_endpoint("", "test") == (None, None)
