@@ -19,7 +19,7 @@ from gpu_plugin.levelzero.metrics import levelzero_metrics
 from gpu_plugin.metrics import scan_metrics
 from gpu_plugin.xpum_sidecar.metrics import sidecar_metrics
 from sysinv_ext.agent.metrics import agent_metrics
-from sysinv_ext.conductor.metrics import conductor_metrics
+from sysinv_ext.conductor.metrics import ConductorGauges, conductor_metrics
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
@@ -35,7 +35,7 @@ def known_samples() -> set[str]:
     levelzero_metrics(registry)
     sidecar_metrics(registry)
     agent_metrics(registry)
-    conductor_metrics(registry)
+    conductor_metrics(registry).observe(ConductorGauges(lambda: 0, lambda: 0, lambda: 0, lambda: True))
     return {family.name + suffix for family in registry.collect() for suffix in SUFFIXES[family.type]}
 
 
