@@ -318,6 +318,13 @@ class Flow:
             sent = sum(v for n, lab, v in agent if n == "sysinv_gpu_agent_reports_total"
                        and lab.get("outcome") == "sent")
             lines.append(f"agent: GPUs {gpus}; {sent:.0f} reports sent")
+            conductor = self.scrape("conductor")
+            outcomes = ", ".join(f"{lab['outcome']} {v:.0f}" for n, lab, v in conductor
+                                 if n == "sysinv_gpu_conductor_reports_total" and v)
+            labelled = [v for n, _, v in conductor if n == "sysinv_gpu_conductor_report_to_label_seconds_sum"]
+            count = [v for n, _, v in conductor if n == "sysinv_gpu_conductor_report_to_label_seconds_count"]
+            mean = f"{1000 * labelled[0] / count[0]:.0f} ms" if labelled and count and count[0] else "-"
+            lines.append(f"conductor: reports {outcomes or 'none'}; report -> label mean {mean}")
         else:
             lines.append("agent and conductor run in this process: no endpoints of their own")
         shown = ", ".join(f"{k} {v}" for k, v in sorted(urls.items()))

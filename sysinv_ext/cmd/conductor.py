@@ -70,6 +70,7 @@ class ConductorService:
         from sysinv_ext.conductor import kube
         from sysinv_ext.conductor.audit import AuditLoop
         from sysinv_ext.conductor.manager import ConductorManager
+        from sysinv_ext.conductor.metrics import NO_CONDUCTOR_METRICS, ConductorGauges, conductor_metrics
 
         conf = self.conf
         rpc.register_opts(conf)  # [DEFAULT]transport_url, control_exchange (default sysinv)
@@ -77,10 +78,13 @@ class ConductorService:
             return 0
         kube.warm_up()
         registry, endpoint = start_metrics(conf, PROG)
-        manager = ConductorManager(conf)
+        metrics = NO_CONDUCTOR_METRICS if registry is None else conductor_metrics(registry)
+        manager = ConductorManager(conf, metrics=metrics)
+        metrics.observe(ConductorGauges(node_cache=manager.cached_nodes, watch_restarts=lambda: 0,
+                                        pending_hosts=manager.pending_hosts, leader=lambda: True))
         target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
         server = rpc.get_server(conf, target, [manager])
-        audit = AuditLoop(manager.audit, conf.conductor.audit_interval)
+        audit = AuditLoop(manager.audit, conf.conductor.audit_interval, metrics=metrics)
         started = threading.Event()
 
         def start_server() -> None:

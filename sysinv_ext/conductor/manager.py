@@ -9,6 +9,7 @@ Knows nothing of the agent; reaches Kubernetes only through ``kube`` and the DB 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from oslo_log import log as logging
 from sysinv_ext.common import exception
 from sysinv_ext.conductor import audit as audit_mod
 from sysinv_ext.conductor.kube import KubeClient, Node, index_by_system_uuid
+from sysinv_ext.conductor.metrics import NO_CONDUCTOR_METRICS, ConductorMetrics, outcome_of
 from sysinv_ext.conductor.plugins import PluginsFile, is_label_key, is_label_value
 from sysinv_ext.conf.conductor import database_url
 from sysinv_ext.db import api as db_api
@@ -102,7 +104,9 @@ class ConductorManager:
     target = messaging.Target(version=RPC_API_VERSION)
 
     def __init__(self, conf: cfg.ConfigOpts | None = None, *, kube: KubeClient | None = None,
-                 engine: db_api.Engine | None = None, plugins: PluginsFile | None = None) -> None:
+                 engine: db_api.Engine | None = None, plugins: PluginsFile | None = None,
+                 metrics: ConductorMetrics = NO_CONDUCTOR_METRICS) -> None:
+        self.metrics = metrics
         if conf is None:
             if kube is None or engine is None or plugins is None:
                 raise ValueError("ConductorManager needs conf, or kube, engine and plugins")
@@ -114,6 +118,7 @@ class ConductorManager:
                 conf.conductor.enabled_kube_plugins)
         self._lock = threading.Lock()
         self._nodes: dict[str, Node] = {}  # systemUUID -> last node seen (LIST, GET or PATCH)
+        self._pending = 0  # hosts with recorded labels and no node, as of the last audit
 
     # -- RPC endpoint -----------------------------------------------------------------------
     @messaging.expected_exceptions(*_EXPECTED)  # type: ignore[untyped-decorator]
@@ -136,12 +141,17 @@ class ConductorManager:
     def report(self, host_uuid: Any, device_plugins: Any = None, device_plugin_labels: Any = None,
                *, request_id: str | None = None) -> dict[str, Any]:
         """The endpoint's work, raising our exceptions (not ExpectedException)."""
+        started = time.monotonic()
         try:
             report = normalize_payload(host_uuid, device_plugins, device_plugin_labels)
-            return self.reconcile(report)
+            result = self.reconcile(report)
         except exception.SysinvExtException as err:
+            self.metrics.reported(outcome_of(err))
             LOG.warning("Device plugin report %s rejected: %s", request_id or "-", err)
             raise
+        self.metrics.reported("applied")
+        self.metrics.labelled(time.monotonic() - started)
+        return result
 
     def reconcile(self, report: PluginReport) -> dict[str, Any]:
         """Record and apply one report (serialized: one report or audit at a time)."""
@@ -182,12 +192,20 @@ class ConductorManager:
             for record in plan.revalue:
                 db_api.label_update(self.engine, record.host_uuid, record.label_key,
                                     enabled[record.label_key])
+            self._pending = len(plan.hosts_without_node)
             for host in plan.hosts_without_node:
                 LOG.warning("Label audit: no Kubernetes node has systemUUID %s; will retry", host)
             failed = self._apply_patches(plan.patches)
             return audit_mod.AuditResult(nodes=nodes, patched=len(plan.patches) - failed,
                                          failed=failed, forgotten=len(plan.forget),
                                          hosts_without_node=len(plan.hosts_without_node))
+
+    # -- read by the metrics at scrape time --------------------------------------------------
+    def cached_nodes(self) -> int:
+        return len(self._nodes)
+
+    def pending_hosts(self) -> int:
+        return self._pending
 
     # -- internals (call with the lock held) ------------------------------------------------
     def _apply_patches(self, patches: Mapping[str, Mapping[str, str]]) -> int:

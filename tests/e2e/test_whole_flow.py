@@ -108,7 +108,12 @@ def test_metrics_endpoints_show_the_flow(flow: Flow) -> None:
         assert _value(agent, "sysinv_gpu_agent_gpus", driver="i915", function="vf") == 2
         assert _value(agent, "sysinv_gpu_agent_gpus", driver="xe", function="pf") == 1
         assert _value(agent, "sysinv_gpu_agent_reports_total", outcome="sent") >= 1
-        assert "conductor" in urls
+        conductor = flow.scrape("conductor")
+        assert _value(conductor, "sysinv_gpu_conductor_reports_total", outcome="applied") >= 1
+        assert _value(conductor, "sysinv_gpu_conductor_report_to_label_seconds_count") >= 1
+        assert _value(conductor, "sysinv_gpu_conductor_node_cache_nodes") == 1
+        assert _value(conductor, "sysinv_gpu_conductor_leader") == 1
+        assert "conductor: " in detail
 
 
 def test_status_command_shows_every_link_of_the_chain(flow: Flow) -> None:
@@ -120,6 +125,8 @@ def test_status_command_shows_every_link_of_the_chain(flow: Flow) -> None:
 
 def test_gpus_unplugged_label_removed_and_nothing_advertised(flow: Flow) -> None:
     before = _value(flow.scrape("plugin"), "intel_gpu_plugin_scans_total")
+    applied = 0.0 if flow.in_process else _value(
+        flow.scrape("conductor"), "sysinv_gpu_conductor_reports_total", outcome="applied")
     flow.remove_gpus()
     # the agent reports an empty list; the conductor removes the label
     flow.wait_label(present=False, timeout=40)
@@ -133,4 +140,6 @@ def test_gpus_unplugged_label_removed_and_nothing_advertised(flow: Flow) -> None
     if flow.in_process is None:
         agent = flow.scrape("agent")
         assert _value(agent, "sysinv_gpu_agent_gpus") == 0
+        conductor = flow.scrape("conductor")  # the empty report was applied (label removed)
+        assert _value(conductor, "sysinv_gpu_conductor_reports_total", outcome="applied") > applied
     flow.show_status()  # still consistent: no label, no GPU, nothing allocatable
