@@ -13,10 +13,9 @@ from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-__all__ = ["ScanMetrics", "NO_SCAN_METRICS", "scan_metrics", "METRIC_NAMES"]
+__all__ = ["ScanMetrics", "NO_SCAN_METRICS", "scan_metrics"]
 
 SCAN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-METRIC_NAMES = ("intel_gpu_plugin_scans_total", "intel_gpu_plugin_scan_duration_seconds")
 
 
 class ScanMetrics:

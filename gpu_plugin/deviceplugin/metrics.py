@@ -14,19 +14,11 @@ from types import TracebackType
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["FrameworkMetrics", "ResourceMetrics", "NO_METRICS", "LATENCY_BUCKETS", "METRIC_NAMES"]
+__all__ = ["FrameworkMetrics", "ResourceMetrics", "NO_METRICS", "LATENCY_BUCKETS"]
 
 #: Allocate answers in well under a millisecond here; a slow CDI write or allocator shows above.
 LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 HEALTH_STATES = ("Healthy", "Unhealthy")
-
-#: Every metric family this module defines (the dashboard test checks against these).
-METRIC_NAMES = ("deviceplugin_devices", "deviceplugin_allocate_requests_total",
-                "deviceplugin_allocate_duration_seconds",
-                "deviceplugin_preferred_allocation_requests_total",
-                "deviceplugin_preferred_allocation_duration_seconds",
-                "deviceplugin_registrations_total", "deviceplugin_reregistrations_total",
-                "deviceplugin_registration_failures_total", "deviceplugin_listandwatch_streams")
 
 
 class _Timed:

@@ -12,10 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sysinv_ext.agent.pci import GPU_DRIVERS, PciGpu
 
-__all__ = ["AgentMetrics", "NO_AGENT_METRICS", "agent_metrics", "METRIC_NAMES"]
-
-METRIC_NAMES = ("sysinv_gpu_agent_gpus", "sysinv_gpu_agent_reports_total",
-                "sysinv_gpu_agent_last_report_success_timestamp_seconds")
+__all__ = ["AgentMetrics", "NO_AGENT_METRICS", "agent_metrics"]
 
 
 class AgentMetrics:
