@@ -3,8 +3,9 @@
 A ConductorManager serves RPC over the real RabbitMQ broker (127.0.0.1:5672) in this process;
 the agent side is the real ``rpcapi.ConductorAPI`` on its own transport. Kubernetes is the
 emulated API server of tests/fakes/kube_api.py reached over HTTP through the official client;
-labels are recorded in a real SQLite file. Figures: report -> label set latency, the audit of
-1,000 nodes (one LIST, only the PATCHes needed), and 200 agents reporting at once.
+labels are recorded in a real SQLite file. Figures: report -> label set latency over AMQP and,
+beside it, over sysinv's ZeroMQ RPC with its bare-call floor (benchmarks/sysinv_zmq.py), the
+audit of 1,000 nodes (one LIST, only the PATCHes needed), and 200 agents reporting at once.
 """
 from __future__ import annotations
 
@@ -105,6 +106,7 @@ def bench_report_latency(b: Bench, rounds: int = 40) -> list[Result]:
     return [
         Result(SUITE, "agent report -> label set (RabbitMQ + API), p50", median(set_ms), "ms", 50),
         Result(SUITE, "agent report -> label set, p95", percentile(set_ms, 95), "ms"),
+        Result(SUITE, "agent report -> label set, p99", percentile(set_ms, 99), "ms"),
         Result(SUITE, "agent report (GPU gone) -> label removed, p50", median(remove_ms), "ms", 50),
     ]
 
@@ -200,9 +202,12 @@ def _broker_up() -> bool:
 def run() -> list[Result]:
     if not _broker_up():
         raise RuntimeError("RabbitMQ is not reachable at 127.0.0.1:5672 (start rabbitmq-server)")
+    from benchmarks.sysinv_zmq import bench_zmq
+
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-sysinv-") as tmp, _bench(Path(tmp)) as b:
-        results += bench_report_latency(b)
+        results += bench_report_latency(b, rounds=100)
+        results += bench_zmq(b.manager, b.api)  # same conductor, sysinv's ZeroMQ instead of AMQP
         results += bench_audit(b)
         results += bench_burst(b)
     return results

@@ -19,8 +19,8 @@ from demo.procs import install_signal_handlers
 BANNER = """\
 Intel GPUs on StarlingX: the whole flow on this machine
   REAL      ansible-playbook + kubectl, sysinv-gpu-conductor, sysinv-gpu-agent and intel-gpu-plugin
-            (separate processes), oslo.messaging RPC over RabbitMQ, SQLite via SQLAlchemy, kubelet
-            gRPC over unix sockets, the kubernetes client over HTTP
+            (separate processes), RPC over RabbitMQ (oslo.messaging) or sysinv's ZeroMQ (no broker),
+            SQLite via SQLAlchemy, kubelet gRPC over unix sockets, the kubernetes client over HTTP
   EMULATED  no GPU: sysfs/devfs trees (tests/fakes/sysfs.py); no cluster: Kubernetes API server
             (tests/fakes/kube_api.py) and kubelet (tests/fakes/kubelet.py); the DaemonSet
             controller: the demo matches the nodeSelector and starts the plugin itself"""
@@ -71,14 +71,22 @@ def summary(outcomes: list[Outcome], total: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs) afterwards")
-    parser.add_argument("--transport-url", help="oslo.messaging URL (default: RabbitMQ at 127.0.0.1:5672 "
-                        "when reachable, else fake:/ in one process)")
+    parser.add_argument("--transport", choices=("zmq", "amqp"),
+                        help="sysinv RPC between agent and conductor: zmq (sysinv's ZeroMQ, no broker) "
+                        "or amqp (RabbitMQ); default: amqp when RabbitMQ is reachable at 127.0.0.1:5672, "
+                        "else zmq")
+    parser.add_argument("--transport-url", help="oslo.messaging URL for amqp (default: RabbitMQ at "
+                        "127.0.0.1:5672; fake:/ runs agent and conductor in this process)")
     args = parser.parse_args(argv)
+    if args.transport_url and args.transport is None:
+        args.transport = "amqp"
+    if args.transport == "zmq" and args.transport_url:
+        parser.error("--transport-url is for --transport amqp")
     install_signal_handlers()
     root = Path(tempfile.mkdtemp(prefix="intel-gpu-demo-"))
     print(BANNER)
     print(f"  work dir  {root}{' (kept)' if args.keep else ' (removed at the end)'}\n")
-    flow = Flow(root, transport_url=args.transport_url)
+    flow = Flow(root, transport_url=args.transport_url, transport=args.transport)
     start = time.monotonic()
     outcomes: list[Outcome] = []
     code = 1
@@ -94,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     print("\n" + summary(outcomes, time.monotonic() - start))
     if code == 0:
-        print(f"\nOK: {flow.allocatable_line()}; every process stopped, work dir "
-              f"{'kept' if args.keep else 'removed'}.")
+        print(f"\nOK: {flow.allocatable_line()}; RPC over {flow.transport_name()}; every process "
+              f"stopped, work dir {'kept' if args.keep else 'removed'}.")
     elif code == 1 and outcomes:
         print(f"\nFAILED at step '{outcomes[-1].step}'; logs of the programs were in {root}/logs"
               f"{'' if args.keep else ' (rerun with --keep to look at them)'}", file=sys.stderr)

@@ -21,10 +21,19 @@ class Messaging:
     transport_url: str
     exchange: str
     topic: str
+    zmq_port: int | None = None  # set: sysinv's ZeroMQ RPC on 127.0.0.1:zmq_port, no broker
 
     @property
     def in_process(self) -> bool:
-        return self.transport_url.startswith("fake:")
+        return self.zmq_port is None and self.transport_url.startswith("fake:")
+
+    def defaults(self) -> dict[str, str]:
+        """The [DEFAULT] section both services get."""
+        values = {"transport_url": self.transport_url, "control_exchange": self.exchange}
+        if self.zmq_port is not None:
+            values.update(rpc_backend_zeromq="true", rpc_zeromq_conductor_bind_ip="127.0.0.1",
+                          rpc_zeromq_conductor_bind_port=str(self.zmq_port))
+        return values
 
 
 def _write_ini(path: Path, sections: dict[str, dict[str, str]]) -> Path:
@@ -45,8 +54,7 @@ def conductor_conf(path: Path, msg: Messaging, *, host: str, enabled_kube_plugin
                    kubeconfig: Path, database: Path, audit_interval: int = 5,
                    metrics_address: str = "") -> Path:
     return _write_ini(path, {
-        "DEFAULT": {"transport_url": msg.transport_url, "control_exchange": msg.exchange,
-                    "metrics_address": metrics_address},
+        "DEFAULT": {**msg.defaults(), "metrics_address": metrics_address},
         "conductor": {"topic": msg.topic, "host": host, "state_path": str(database.parent),
                       "enabled_kube_plugins": str(enabled_kube_plugins),
                       "audit_interval": str(audit_interval)},
@@ -62,8 +70,7 @@ def agent_conf(path: Path, msg: Messaging, *, sysfs_root: Path, report_interval:
     Short intervals and timeouts so that the demo notices changes within seconds; no udev (the
     fake sysfs sends no events, the periodic rescan finds them)."""
     return _write_ini(path, {
-        "DEFAULT": {"transport_url": msg.transport_url, "control_exchange": msg.exchange,
-                    "metrics_address": metrics_address},
+        "DEFAULT": {**msg.defaults(), "metrics_address": metrics_address},
         "agent": {"sysfs_root": str(sysfs_root), "report_interval": str(report_interval),
                   "conductor_topic": msg.topic, "payload_format": payload_format,
                   "rpc_timeout": "5", "retry_backoff_max": "2", "udev_events": "false"},

@@ -1,15 +1,17 @@
 """The whole flow, step by step, shared by ``python -m demo`` and tests/e2e/test_whole_flow.py.
 
 REAL: ansible-playbook, kubectl, sysinv-gpu-conductor, sysinv-gpu-agent, intel-gpu-plugin (each a
-separate process), RabbitMQ when reachable, SQLite through SQLAlchemy, gRPC over unix sockets, the
-``kubernetes`` client over HTTP.  EMULATED (tests/fakes): sysfs/devfs with GPUs, the Kubernetes API
-server, kubelet, and the DaemonSet controller (we match its nodeSelector and start the plugin).
+separate process), RPC over RabbitMQ when reachable (else sysinv's ZeroMQ RPC, no broker), SQLite
+through SQLAlchemy, gRPC over unix sockets, the ``kubernetes`` client over HTTP.  EMULATED
+(tests/fakes): sysfs/devfs with GPUs, the Kubernetes API server, kubelet, and the DaemonSet
+controller (we match its nodeSelector and start the plugin).
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -41,7 +43,8 @@ class Flow:
     is safe to call at any point.  Files stay under ``root`` (the caller removes it).
     """
 
-    def __init__(self, root: Path, *, transport_url: str | None = None, scan_interval: float | None = None):
+    def __init__(self, root: Path, *, transport_url: str | None = None, scan_interval: float | None = None,
+                 transport: str | None = None):
         self.root = root
         self.sysfs_root = root / "sys"
         self.devfs_root = root / "dev"
@@ -55,6 +58,8 @@ class Flow:
             path.mkdir(parents=True, exist_ok=True)
         self.sup = Supervisor(root / "logs")
         self.transport_url = transport_url
+        self.transport = transport  # "amqp", "zmq" or None (RabbitMQ if reachable, else ZeroMQ)
+        self.zmq_port: int | None = None
         self.scan_interval = scan_interval
         suffix = uuid.uuid4().hex[:8]
         self.exchange = f"sysinv-demo-{suffix}"
@@ -98,6 +103,14 @@ class Flow:
 
     def labels(self) -> dict[str, str]:
         return kube.node_labels(self.api, NODE)
+
+    def transport_name(self) -> str:
+        """Which transport the sysinv services used, for the summary."""
+        if self.transport == "zmq":
+            return f"ZeroMQ (sysinv's zerorpc wire) on port {self.zmq_port}"
+        if (self.transport_url or "").startswith("fake:"):
+            return "oslo.messaging fake driver (in this process)"
+        return "AMQP (RabbitMQ)"
 
     def allocatable_line(self) -> str:
         res = {k: v for k, v in self.allocatable.items() if k.startswith("gpu.intel.com/")}
@@ -184,20 +197,30 @@ class Flow:
 
     # -- 4. the message bus ------------------------------------------------------------------
     def choose_transport(self) -> str:
+        if self.transport not in (None, "amqp", "zmq"):
+            raise StepFailed(f"unknown transport {self.transport!r} (amqp or zmq)")
         reason = "as asked"
-        if self.transport_url is None:
+        if self.transport is None and self.transport_url is None:
             reachable = broker_reachable()
-            self.transport_url = "rabbit://guest:guest@127.0.0.1:5672/" if reachable else "fake:/"
+            self.transport = "amqp" if reachable else "zmq"
             reason = "" if reachable else "RabbitMQ NOT reachable at 127.0.0.1:5672"
+        if self.transport == "zmq":
+            self.zmq_port = free_port()
+            self.transport_url = self.transport_url or "fake:/"  # unused: ZeroMQ needs no broker
+            return (f"{reason + ': ' if reason else ''}ZeroMQ (sysinv's zerorpc wire, no broker), "
+                    f"conductor at tcp://[127.0.0.1]:{self.zmq_port}")
+        self.transport = "amqp"
+        if self.transport_url is None:
+            self.transport_url = "rabbit://guest:guest@127.0.0.1:5672/"
         if self.transport_url.startswith("fake:"):
             return (f"{reason}: oslo.messaging fake driver, agent and conductor run IN THIS PROCESS "
                     "(threads), not as separate programs")
         host = self.transport_url.rsplit("@", 1)[-1].rstrip("/")
-        return f"RabbitMQ at {host}, exchange {self.exchange}, topic {self.topic}"
+        return f"AMQP: RabbitMQ at {host}, exchange {self.exchange}, topic {self.topic}"
 
     # -- 5. sysinv services ------------------------------------------------------------------
     def start_sysinv(self) -> str:
-        msg = configs.Messaging(self.transport_url or "fake:/", self.exchange, self.topic)
+        msg = configs.Messaging(self.transport_url or "fake:/", self.exchange, self.topic, self.zmq_port)
         # metrics on an ephemeral localhost port each; not in one process (one [DEFAULT] for both)
         metrics = "" if msg.in_process else "127.0.0.1:0"
         cond = configs.conductor_conf(self.etc / "conductor.conf", msg, host=NODE,
@@ -216,13 +239,15 @@ class Flow:
         self.conductor = self.sup.start("conductor", [str(BIN / "sysinv-gpu-conductor"), "--config-file",
                                                       str(cond)], env=env)
         # the agent's first report would be lost if the conductor's queue did not exist yet
-        self._wait(lambda: "serving topic" in self.conductor.log_path.read_text(errors="replace"), 20,
-                   "sysinv-gpu-conductor to serve its RPC topic", self.conductor)
+        self._wait(lambda: " serving " in self.conductor.log_path.read_text(errors="replace"), 20,
+                   "sysinv-gpu-conductor to serve its RPC topic or ZeroMQ port", self.conductor)
         self.agent = self.sup.start("agent", [str(BIN / "sysinv-gpu-agent"), "--config-file", str(agent)],
                                     env=env)
         time.sleep(0.2)
         self._require_alive(self.conductor, self.agent)
-        return f"sysinv-gpu-conductor pid {self.conductor.pid}, sysinv-gpu-agent pid {self.agent.pid}"
+        over = f"ZeroMQ port {self.zmq_port}" if self.zmq_port else "AMQP"
+        return (f"sysinv-gpu-conductor pid {self.conductor.pid}, sysinv-gpu-agent pid {self.agent.pid} "
+                f"(over {over})")
 
     def _services(self) -> tuple[Proc, ...]:
         return () if self.in_process else (self.conductor, self.agent)
@@ -347,6 +372,13 @@ class Flow:
         return "removed " + ", ".join(gone) + " from the fake sysfs"
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the conductor binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _flag_int(args: list[str], name: str, default: int) -> int:
     for i, arg in enumerate(args):
         flag, has_value, value = arg.lstrip("-").partition("=")
@@ -360,7 +392,7 @@ STEPS: tuple[tuple[str, str, Callable[[Flow], str]], ...] = (
     ("sysfs", "fake sysfs/devfs: 2 Intel GPUs + 1 other VGA", Flow.make_sysfs),
     ("kube-api", "fake Kubernetes API server with one node", Flow.start_kube_api),
     ("bootstrap", "ansible-playbook playbooks/bootstrap.yml (import_plugins=true)", Flow.run_bootstrap),
-    ("broker", "message bus for sysinv RPC", Flow.choose_transport),
+    ("transport", "sysinv RPC transport (AMQP or ZeroMQ)", Flow.choose_transport),
     ("sysinv", "sysinv-gpu-conductor + sysinv-gpu-agent", Flow.start_sysinv),
     ("label", "conductor labels the node", Flow.wait_label),
     ("schedule", "DaemonSet schedules intel-gpu-plugin", Flow.schedule_plugin),

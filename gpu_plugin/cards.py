@@ -7,9 +7,11 @@ the Level-Zero sysfs source and the labeler through :mod:`gpu_plugin.scan`.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass
 
 LOG = logging.getLogger(__name__)
@@ -22,6 +24,11 @@ KNOWN_DRIVERS = frozenset({DRIVER_I915, DRIVER_XE})
 
 _CARD_RE = re.compile(r"^card[0-9]+$")
 _PCI_ADDRESS_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-9a-f]$")
+#: Linux's largest MAX_NUMNODES (CONFIG_NODES_SHIFT=10); a numa_node at or past it is not real.
+MAX_NUMA_NODES = 1 << 10
+#: sysfs class/drm dir -> the warnings its last scan reported (see _Warnings)
+_LOGGED: dict[str, frozenset[str]] = {}
+_LOGGED_MAX = 64
 
 __all__ = ["GpuCard", "discover_cards", "pci_address_for_card", "card_number", "VENDOR_INTEL",
            "DRIVER_I915", "DRIVER_XE", "DEFAULT_DRIVER", "KNOWN_DRIVERS"]
@@ -60,15 +67,59 @@ def card_number(name: str) -> int:
 
 
 def _read(path: str) -> str | None:
-    """A small sysfs attribute (one read, as the kernel serves it); None if absent."""
+    """A small sysfs attribute (one read, as the kernel serves it); None if absent.
+
+    Opened non-blocking and refused unless a regular file (sysfs attributes are): a FIFO or
+    device node in its place would otherwise block the whole scan.  Raises OSError if refused.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         return os.read(fd, 4096).decode("ascii", "replace")
     finally:
         os.close(fd)
+
+
+class _Warnings:
+    """The warnings of one scan, each logged only if the previous scan of the same root did not
+    report it too: a bad attribute is logged when it appears, not on every rescan, and again if
+    it goes away and comes back."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.previous = _LOGGED.get(root, frozenset())
+        self.seen: set[str] = set()
+
+    def __call__(self, key: str, message: str, *args: object) -> None:
+        self.seen.add(key)
+        if key not in self.previous:
+            LOG.warning(message, *args)
+
+    def done(self) -> None:
+        if len(_LOGGED) >= _LOGGED_MAX and self.root not in _LOGGED:
+            _LOGGED.clear()
+        _LOGGED[self.root] = frozenset(self.seen)
+
+
+def _numa_node(name: str, text: str | None, warn: _Warnings) -> int | None:
+    """``device/numa_node``: None when absent, negative (-1: no NUMA) or not a plausible node number
+    (garbage or past Linux's MAX_NUMNODES, which kubelet's int64 topology field can't always hold)."""
+    if text is None:
+        return None
+    try:
+        numa = int(text.strip())
+    except ValueError:
+        numa = None
+    if numa is None or numa >= MAX_NUMA_NODES:
+        shown = text.strip()[:40]
+        warn(f"{name}:numa_node:{shown}", "%s: ignoring its NUMA node %r (not a node number below %d); "
+             "advertised without topology", name, shown, MAX_NUMA_NODES)
+        return None
+    return numa if numa >= 0 else None
 
 
 def _follow(base_dir: str, target: str) -> str:
@@ -122,18 +173,20 @@ def _pci_address_from_target(target: str, name: str) -> str | None:
     return address if _PCI_ADDRESS_RE.match(address) else None
 
 
-def _read_card(sysfs_drm: str, name: str, base: str | None = None) -> GpuCard | None:
+def _read_card(sysfs_drm: str, name: str, base: str | None = None,
+               warn: _Warnings | None = None) -> GpuCard | None:
     """One ``class/drm`` entry; None if not a usable Intel GPU.  Raises ValueError/OSError if bad.
 
     Hot path (once per card and VF per scan): plain string paths, one open+read+close per
     attribute, no Path objects.  ``base`` is ``sysfs_drm`` normalised (computed once per scan).
     """
+    warn = _Warnings(sysfs_drm) if warn is None else warn
     card_path = f"{sysfs_drm}/{name}"
     card_real, card_target = _resolve(os.path.normpath(sysfs_drm) if base is None else base, name)
     device, device_target = _resolve(card_real, "device")
     vendor = _read(device + "/vendor")
     if vendor is None:
-        LOG.warning("Skipping %s: can't read its vendor file", name)
+        warn(f"{name}:vendor", "Skipping %s: can't read its vendor file", name)
         return None
     vendor = vendor.strip()
     if vendor != VENDOR_INTEL:
@@ -152,8 +205,7 @@ def _read_card(sysfs_drm: str, name: str, base: str | None = None) -> GpuCard | 
         return None
     numvfs_text = _read(device + "/sriov_numvfs")
     numvfs = int(numvfs_text.strip()) if numvfs_text is not None else 0
-    numa_text = _read(device + "/numa_node")
-    numa = int(numa_text.strip()) if numa_text is not None else -1
+    numa = _numa_node(name, _read(device + "/numa_node"), warn)
     device_id = _read(device + "/device")
     try:
         driver = os.readlink(device + "/driver").rpartition("/")[2]
@@ -161,7 +213,7 @@ def _read_card(sysfs_drm: str, name: str, base: str | None = None) -> GpuCard | 
         LOG.debug("%s has no driver link, using %s", name, DEFAULT_DRIVER)
         driver = DEFAULT_DRIVER
     if driver not in KNOWN_DRIVERS:
-        LOG.warning("Skipping %s: bound to driver %r, not i915 or xe", name, driver)
+        warn(f"{name}:driver:{driver}", "Skipping %s: bound to driver %r, not i915 or xe", name, driver)
         return None
     bdf = device_target.rstrip("/").rpartition("/")[2] if device_target is not None else None
     address = _pci_address_from_target(card_target, name) if card_target is not None else None
@@ -169,7 +221,7 @@ def _read_card(sysfs_drm: str, name: str, base: str | None = None) -> GpuCard | 
     return GpuCard(
         name=name, sysfs_path=card_path, pci_address=address, bdf=bdf,
         driver=driver, device_id=device_id.split("\n", 1)[0].strip() if device_id is not None else None,
-        numa_node=numa if numa >= 0 else None, sriov_numvfs=numvfs,
+        numa_node=numa, sriov_numvfs=numvfs,
         drm_nodes=tuple([e for e in entries if not e.startswith("controlD")]),
     )
 
@@ -178,7 +230,9 @@ def discover_cards(sysfs_root: str) -> list[GpuCard]:
     """Every Intel GPU card under ``<sysfs_root>/class/drm``, in card-number order.
 
     PFs with VFs are included (``is_pf_with_vfs``); callers decide.  A missing
-    ``class/drm`` means no cards.
+    ``class/drm`` means no cards; one that can't be listed raises OSError (a read failure is
+    not "no GPU": the caller keeps what it had).  A bad card is skipped with a warning, logged
+    when the problem first appears rather than on every rescan.
     """
     sysfs_drm = os.path.join(sysfs_root, "class", "drm")
     base = os.path.normpath(sysfs_drm)
@@ -187,12 +241,14 @@ def discover_cards(sysfs_root: str) -> list[GpuCard]:
     except FileNotFoundError:
         return []
     cards = []
+    warn = _Warnings(sysfs_drm)
     for name in sorted(names, key=card_number):
         try:
-            card = _read_card(sysfs_drm, name, base)
+            card = _read_card(sysfs_drm, name, base, warn)
         except (ValueError, OSError) as err:
-            LOG.warning("Skipping %s: bad sysfs entry: %s", name, err)
+            warn(f"{name}:{err}", "Skipping %s: bad sysfs entry: %s", name, err)
             continue
         if card is not None:
             cards.append(card)
+    warn.done()
     return cards

@@ -34,6 +34,13 @@ SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 SERVICE_ACCOUNT_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 POD_RESOURCES_SOCKET = rmconfig.POD_RESOURCES_SOCKET
 DEFAULT_TEMP_LIMIT = 100  # upstream's defaultTempLimit (°C)
+#: -shared-dev-num upper bound.  Upstream has none, but kubelet reads a ListAndWatch response of
+#: at most 4 MiB (gRPC's default receive limit), about 28 bytes per device ID: 1000 IDs per GPU fit
+#: ~150 GPUs, well above any node's pod limit (110 by default) and upstream's fractional overlay (300).
+MAX_SHARED_DEV_NUM = 1000
+#: -scan-interval bounds (seconds): below 0.1 the fallback rescan is a busy loop, above a day it is
+#: off in all but name (and past ~292 years Python's waits overflow).
+SCAN_INTERVAL_RANGE = (0.1, 86400.0)
 
 __all__ = ["flagset", "parse", "Options", "main"]
 
@@ -50,7 +57,8 @@ def flagset() -> FlagSet:
              "health service (e.g. /run/xpumd/intelxpuinfo.sock)")
     f.string("bypath", "single", "DRI device 'by-path/' directory mounting options: single, none, all")
     f.bool("wsl", False, "scan for / use WSL devices")
-    f.int("shared-dev-num", 1, "number of containers sharing the same GPU device")
+    f.int("shared-dev-num", 1, "number of containers sharing the same GPU device "
+          f"(1-{MAX_SHARED_DEV_NUM})")
     f.int("temp-limit", DEFAULT_TEMP_LIMIT, "Global temperature limit at which device is marked unhealthy")
     f.int("gpu-temp-limit", DEFAULT_TEMP_LIMIT, "GPU temperature limit at which device is marked unhealthy")
     f.int("memory-temp-limit", DEFAULT_TEMP_LIMIT, "Memory temperature limit for unhealthy")
@@ -63,7 +71,8 @@ def flagset() -> FlagSet:
     f.string("sysfs-root", "/sys", "sysfs root (default: <prefix>/sys)")
     f.string("devfs-root", "/dev", "devfs root (default: <prefix>/dev)")
     f.string("kubelet-dir", "/var/lib/kubelet/device-plugins", "kubelet device-plugins directory")
-    f.float("scan-interval", 5.0, "fallback rescan period in seconds")
+    f.float("scan-interval", 5.0, "fallback rescan period in seconds "
+            f"({SCAN_INTERVAL_RANGE[0]:g}-{SCAN_INTERVAL_RANGE[1]:g})")
     f.string("levelzero-socket", "/var/lib/levelzero/server.sock", "Level-Zero sidecar socket")
     f.string("cdi-dir", "/var/run/cdi", "where CDI specs of allocated GPUs are written")
     f.string("kubeconfig", "", "-resource-manager: kubeconfig file instead of in-cluster API access")
@@ -130,6 +139,9 @@ def _check_args(v: ParsedFlags) -> None:
     if v["shared-dev-num"] < 1:
         raise UsageError("shared-dev-num", "the number of containers sharing the same GPU must be "
                          f"greater than zero (got {v['shared-dev-num']})")
+    if v["shared-dev-num"] > MAX_SHARED_DEV_NUM:
+        raise UsageError("shared-dev-num", f"at most {MAX_SHARED_DEV_NUM} containers can share a GPU "
+                         f"(got {v['shared-dev-num']}; kubelet's 4 MiB ListAndWatch limit)")
     if v["allocation-policy"] not in ("balanced", "packed", "none"):
         raise UsageError("allocation-policy", f"invalid value {v['allocation-policy']!r}, "
                          "the valid values: balanced, packed, none")
@@ -164,8 +176,30 @@ def _check_args(v: ParsedFlags) -> None:
             metrics_http.parse_address(v["metrics-address"])
         except metrics_http.MetricsAddressError as err:
             raise UsageError("metrics-address", str(err)) from None
-    if not v["scan-interval"] > 0:
-        raise UsageError("scan-interval", f"must be a positive number of seconds (got {v['scan-interval']})")
+    low, high = SCAN_INTERVAL_RANGE
+    if not low <= v["scan-interval"] <= high:  # also false for nan
+        raise UsageError("scan-interval", f"must be between {low:g} and {high:g} seconds "
+                         f"(got {v['scan-interval']:g})")
+    _check_socket_paths(v)
+
+
+def _check_socket_paths(v: ParsedFlags) -> None:
+    """Unix socket paths the plugin will serve or dial must fit sun_path: checked up front, not
+    retried forever.  Our longest socket is ``<kubelet-dir>/gpu.intel.com-i915_monitoring.sock``."""
+    kubelet_dir = v["kubelet-dir"]
+    if not kubelet_dir:
+        raise UsageError("kubelet-dir", "must not be empty (kubelet's device-plugins directory)")
+    if os.path.exists(kubelet_dir) and not os.path.isdir(kubelet_dir):
+        raise UsageError("kubelet-dir", f"{kubelet_dir} is not a directory")
+    from gpu_plugin.plugin import NAMESPACE, WSL_RESOURCE  # grpc loads only once cheap checks passed
+    types = [*gpuscan.KNOWN_DRIVERS, *(d + gpuscan.MONITOR_SUFFIX for d in gpuscan.KNOWN_DRIVERS),
+             gpuscan.MONITOR_COMBINED, WSL_RESOURCE]
+    longest = os.path.join(kubelet_dir, max((f"{NAMESPACE}-{t}.sock" for t in types), key=len))
+    if len(os.fsencode(longest)) > MAX_SOCKET_PATH:
+        raise UsageError("kubelet-dir", f"socket path {longest} is longer than {MAX_SOCKET_PATH} bytes "
+                         "(unix socket limit); use a shorter directory")
+    if (v["health-management"] or v["wsl"]) and len(os.fsencode(v["levelzero-socket"])) > MAX_SOCKET_PATH:
+        raise UsageError("levelzero-socket", f"unix socket path longer than {MAX_SOCKET_PATH} bytes")
 
 
 def _root(v: ParsedFlags, name: str, default: str) -> str:

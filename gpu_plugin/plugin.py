@@ -73,7 +73,7 @@ class _Loop:
         while not stop.is_set():
             self._wake.clear()
             once()
-            self._wake.wait(self.interval)
+            self._wake.wait(min(self.interval, threading.TIMEOUT_MAX))  # inf would overflow
 
 
 class GpuScanner:
@@ -95,6 +95,7 @@ class GpuScanner:
         if not self.bypath_found:
             LOG.warning("No %s: by-path mounts disabled", os.path.join(devfs_root, "dri", "by-path"))
         self._counts: dict[str, int] = {}
+        self._failure: str | None = None  #: the failure logged last (None: last scan worked)
 
     def rescan(self) -> None:
         """Scan now instead of at the end of the current interval."""
@@ -114,9 +115,12 @@ class GpuScanner:
             try:
                 with self.metrics.scan():
                     tree = self.scan_once()
-            except Exception:  # never die: log and keep the last tree
-                LOG.exception("GPU scan failed; keeping the last device tree")
+            except Exception as err:  # never die: log (once per distinct failure), keep the last tree
+                self._scan_failed(err)
                 return
+            if self._failure is not None:
+                LOG.info("GPU scan works again (%s)", self._failure)
+                self._failure = None
             self._log_counts(tree)
             notifier.notify(tree)
 
@@ -125,6 +129,21 @@ class GpuScanner:
         finally:
             if udev is not None:
                 udev.stop()
+
+    def _scan_failed(self, err: Exception) -> None:
+        """A failed scan keeps the devices advertised (a read failure is not "no GPU"; upstream
+        would advertise none).  Logged when it starts or changes, not on every rescan: one line
+        for an OSError (e.g. class/drm unreadable), a traceback for anything unexpected."""
+        text = str(err) if isinstance(err, OSError) else repr(err)
+        if text == self._failure:
+            LOG.debug("GPU scan still failing: %s", text)
+            return
+        self._failure = text
+        if isinstance(err, OSError):
+            LOG.error("GPU scan failed: %s; keeping the last device tree, retrying every %g s",
+                      text, self._loop.interval)
+        else:
+            LOG.error("GPU scan failed; keeping the last device tree", exc_info=err)
 
     def _log_counts(self, tree: DeviceTree) -> None:
         for name in sorted(set(tree) | set(self._counts)):

@@ -124,7 +124,14 @@ RULES = [
      ("sqlalchemy", "alembic"), ("sysinv_ext.db",)),
     ("no-eventlet",
      lambda m: True,
-     ("eventlet",), ()),
+     ("eventlet", "gevent", "zerorpc"), ()),
+    # sysinv's ZeroMQ wire format is pure; sockets live in zmq_rpc only
+    ("zmq-wire-is-pure",
+     lambda m: m == "sysinv_ext.common.zmq_wire",
+     ("zmq", "oslo_messaging", "sysinv_ext.common.zmq_rpc"), ()),
+    ("zmq-sockets-only-in-zmq-rpc",
+     lambda m: _matches(m, "sysinv_ext"),
+     ("zmq",), ("sysinv_ext.common.zmq_rpc", "sysinv_ext.cmd.conductor")),
     ("production-never-imports-test-doubles",
      lambda m: True,
      ("tests",), ()),
@@ -194,3 +201,9 @@ def test_layout_rules_can_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert violations(_rule("render_device-imports-no-other-program-nor-plugin-glue")) == [
         "gpu_plugin/render_device/main.py imports gpu_plugin.nfdhook",
         "gpu_plugin/render_device/main.py imports gpu_plugin.nfdhook.labeler"]
+
+
+def test_sysinv_zmq_double_shares_no_code_with_sysinv_ext() -> None:
+    """tests/fakes/sysinv_zmq.py is written from sysinv's wire format, not from our adapter."""
+    path = ROOT / "tests" / "fakes" / "sysinv_zmq.py"
+    assert [name for name in _imports(path) if _matches(name, "sysinv_ext")] == []

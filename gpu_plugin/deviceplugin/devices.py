@@ -6,6 +6,7 @@ GetPreferredAllocation logic (validation, default merge, optional plugin allocat
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -13,9 +14,30 @@ from typing import cast
 
 from gpu_plugin.deviceplugin import api
 
+LOG = logging.getLogger(__name__)
+
 #: What kubelet sees of one device: (ID, health, NUMA nodes).
 Advertised = tuple[str, str, tuple[int, ...]]
 _MERGE_CACHE_SIZE = 1024
+#: kubelet's NUMANode.ID is an int64; a negative node means none.
+_NUMA_RANGE = range(0, 2**63)
+
+
+def _advertised(resource: str, devices: Mapping[api.DeviceID, api.DeviceInfo]) -> tuple[Advertised, ...]:
+    """kubelet's view, in natural ID order.  A NUMA node kubelet can't take (negative, past int64)
+    is left out of that device's topology: one bad device must not end the whole stream."""
+    out = []
+    bad: list[str] = []
+    for dev_id, info in sorted(devices.items(), key=lambda kv: _natural_key(kv[0])):
+        numa = tuple(info.numa_nodes)
+        if any(n not in _NUMA_RANGE for n in numa):
+            bad.append(dev_id)
+            numa = tuple(n for n in numa if n in _NUMA_RANGE)
+        out.append((dev_id, info.health.value, numa))
+    if bad:
+        LOG.warning("%s: %d device(s) (first %s) have a NUMA node kubelet can't take (negative or past "
+                    "int64); left out of their topology", resource, len(bad), bad[0][:64])
+    return tuple(out)
 
 
 def _natural_key(device_id: str) -> tuple[object, ...]:
@@ -74,6 +96,7 @@ class DeviceState:
         self._snapshot: tuple[Advertised, ...] = ()
         self._version = 0
         self._streams = 0
+        self._opened = 0  #: streams opened so far (the lifecycle tells a lost stream from a replaced one)
         self._closed = False
         #: device IDs -> (the device map it was merged from, the merge): a repeated Allocate of
         #: the same IDs returns the same object until update() replaces the map.
@@ -83,8 +106,7 @@ class DeviceState:
     # -- device map and ListAndWatch ---------------------------------------------------------
     def update(self, devices: Mapping[api.DeviceID, api.DeviceInfo]) -> bool:
         """Replace the device map; return True (and wake streams) if kubelet's view changed."""
-        snapshot = tuple((dev_id, info.health.value, tuple(info.numa_nodes))
-                         for dev_id, info in sorted(devices.items(), key=lambda kv: _natural_key(kv[0])))
+        snapshot = _advertised(self.resource, devices)
         with self._cond:
             self._devices = dict(devices)
             if snapshot == self._snapshot and self._version:
@@ -103,6 +125,7 @@ class DeviceState:
             if self._streams >= self._max_streams or self._closed:
                 return False
             self._streams += 1
+            self._opened += 1
             return True
 
     def close_stream(self) -> None:
@@ -113,6 +136,16 @@ class DeviceState:
     def streams(self) -> int:
         with self._cond:
             return self._streams
+
+    @property
+    def opened(self) -> int:
+        with self._cond:
+            return self._opened
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed
 
     def wake(self) -> None:
         with self._cond:

@@ -18,7 +18,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.agent import pci
+from sysinv_ext.agent import identity, pci
 from sysinv_ext.agent.metrics import NO_AGENT_METRICS, AgentMetrics
 from sysinv_ext.common import context as rpc_context
 from sysinv_ext.common import exception
@@ -69,10 +69,9 @@ class AgentManager:
         self._wake.set()
 
     def host_uuid(self) -> HostUUID | None:
-        configured = self._conf.agent.host_uuid
-        if configured:
-            return HostUUID(configured.strip())
-        found = pci.read_host_uuid(self._conf.agent.sysfs_root)
+        agent = self._conf.agent
+        found = identity.host_uuid(agent.host_uuid, agent.host_uuid_source,
+                                   sysfs_root=agent.sysfs_root, platform_conf=agent.platform_conf)
         return HostUUID(found) if found else None
 
     def _scan(self, sysfs_root: str) -> dict[str, str]:
@@ -85,8 +84,10 @@ class AgentManager:
         interval = float(self._conf.agent.report_interval)
         host_uuid = self.host_uuid()
         if host_uuid is None:
-            LOG.warning("No host UUID: set [agent]host_uuid or make %s/class/dmi/id/product_uuid "
-                        "readable; retrying", self._conf.agent.sysfs_root)
+            agent = self._conf.agent
+            LOG.warning("No host UUID: set [agent]host_uuid or make %s readable; retrying",
+                        identity.describe(agent.host_uuid_source, sysfs_root=agent.sysfs_root,
+                                          platform_conf=agent.platform_conf))
             return self._fail_delay()
         labels = self._detect(self._conf.agent.sysfs_root)
         since_report = self._clock() - self._reported_at

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -42,9 +43,7 @@ class AgentService:
 
     def run(self) -> int:
         conf = self.conf
-        transport = rpc.get_transport(conf)
-        api = ConductorAPI(transport, conf.agent.conductor_topic, timeout=conf.agent.rpc_timeout,
-                           retry=conf.agent.rpc_retry, payload_format=conf.agent.payload_format)
+        transport, api = conductor_api(conf)
         registry, endpoint = start_metrics(conf, PROG)
         manager = AgentManager(conf, api, metrics=NO_AGENT_METRICS if registry is None
                                else agent_metrics(registry))
@@ -53,8 +52,13 @@ class AgentService:
             watcher.start()
         worker = threading.Thread(target=manager.run, name="agent-loop", daemon=True)
         worker.start()
-        LOG.info("Agent reporting to topic %s on exchange %s (payload format %s)",
-                 conf.agent.conductor_topic, conf.control_exchange, conf.agent.payload_format)
+        if transport is None:
+            LOG.info("Agent reporting over ZeroMQ to %s (payload format %s, host uuid from %s)",
+                     api.topic, conf.agent.payload_format, conf.agent.host_uuid_source)
+        else:
+            LOG.info("Agent reporting to topic %s on exchange %s (payload format %s, host uuid "
+                     "from %s)", conf.agent.conductor_topic, conf.control_exchange,
+                     conf.agent.payload_format, conf.agent.host_uuid_source)
         try:
             while not self.stop_event.wait(1.0):
                 if not worker.is_alive():  # run() never returns on its own; be safe anyway
@@ -70,11 +74,28 @@ class AgentService:
                 # e.g. blocked creating oslo.messaging's reply queue while the broker is down:
                 # that holds the driver lock transport.cleanup() needs; the OS closes sockets.
                 LOG.warning("Report still in flight after %.0f s; exiting anyway", STOP_GRACE)
-            else:
+            elif transport is not None:
                 transport.cleanup()
+            else:
+                api.close()
             if endpoint is not None:
                 endpoint.close()
         return 0
+
+
+def conductor_api(conf: cfg.ConfigOpts) -> tuple[Any, Any]:
+    """(oslo transport or None, conductor client): AMQP, or ZeroMQ with rpc_backend_zeromq."""
+    agent = conf.agent
+    if conf.rpc_backend_zeromq:
+        from sysinv_ext.conductor import rpcapizmq
+
+        endpoint = rpcapizmq.conductor_endpoint(conf.rpc_zeromq_conductor_bind_ip,
+                                                conf.rpc_zeromq_conductor_bind_port)
+        return None, rpcapizmq.ZmqConductorAPI(endpoint, timeout=agent.rpc_timeout,
+                                               payload_format=agent.payload_format)
+    transport = rpc.get_transport(conf)
+    return transport, ConductorAPI(transport, agent.conductor_topic, timeout=agent.rpc_timeout,
+                                   retry=agent.rpc_retry, payload_format=agent.payload_format)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

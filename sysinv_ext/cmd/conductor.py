@@ -1,8 +1,9 @@
 """``sysinv-gpu-conductor --config-file FILE``: the conductor service (threads, no eventlet).
 
 Order at start: parse config and set up oslo.log; upgrade the label database to the newest
-alembic revision (retrying with back-off while it is unreachable); start the RPC server on
-``[conductor]topic``/``[conductor]host``; start the audit thread. SIGTERM or SIGINT stop
+alembic revision (retrying with back-off while it is unreachable); start the RPC server
+(``start_rpc_servers``: AMQP on ``[conductor]topic``/``[conductor]host``, or sysinv's ZeroMQ
+when ``[DEFAULT]rpc_backend_zeromq``); start the audit thread. SIGTERM or SIGINT stop
 everything cleanly; only the main thread decides the exit code.
 """
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
 from sysinv_ext.common import exception
-from sysinv_ext.conf import register_conductor_opts
+from sysinv_ext.conf import register_conductor_opts, zeromq
 from sysinv_ext.conf.conductor import database_url
 
 # oslo.messaging, SQLAlchemy, alembic and the kubernetes client are imported once the command
@@ -26,10 +28,13 @@ LOG = logging.getLogger(__name__)
 PROG = "sysinv-gpu-conductor"
 PROJECT = "sysinv-gpu"
 STOP_TIMEOUT = 20.0  # seconds; below systemd's TimeoutStopSec=30s
+#: the conductor methods a ZeroMQ caller may call (nothing else of the manager is exposed)
+ZMQ_METHODS = ("device_plugin_labels_update_by_ihost",)
 
 
 def register(conf: cfg.ConfigOpts) -> None:
     register_conductor_opts(conf)
+    zeromq.register_opts(conf)  # checked at start with the rest: a bad port is a usage error
 
 
 def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
@@ -64,8 +69,6 @@ class ConductorService:
         self.stop_event = stop or threading.Event()
 
     def run(self) -> int:
-        import oslo_messaging as messaging
-
         from sysinv_ext.common import rpc
         from sysinv_ext.conductor import kube
         from sysinv_ext.conductor.audit import AuditLoop
@@ -82,26 +85,8 @@ class ConductorService:
         manager = ConductorManager(conf, metrics=metrics)
         metrics.observe(ConductorGauges(node_cache=manager.cached_nodes, watch_restarts=lambda: 0,
                                         pending_hosts=manager.pending_hosts, leader=lambda: True))
-        target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
-        server = rpc.get_server(conf, target, [manager])
         audit = AuditLoop(manager.audit, conf.conductor.audit_interval, metrics=metrics)
-        started = threading.Event()
-
-        def start_server() -> None:
-            # oslo.messaging's start() blocks while the broker is unreachable (it retries the
-            # connection forever); keep the main thread free to react to SIGTERM meanwhile.
-            try:
-                server.start()
-            except Exception:
-                LOG.exception("RPC server failed to start")
-                self.stop_event.set()
-                return
-            started.set()
-            LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
-                     conf.conductor.topic, conf.control_exchange)
-
-        starter = threading.Thread(target=start_server, name="rpc-start", daemon=True)
-        starter.start()
+        servers = start_rpc_servers(conf, manager, self.stop_event)
         audit.start()
         try:
             while not self.stop_event.wait(1.0):
@@ -109,14 +94,99 @@ class ConductorService:
         finally:
             LOG.info("Conductor %s stopping", conf.conductor.host)
             audit.stop()
-            if started.is_set():
-                _bounded("stop the RPC server", lambda: rpc.stop_server(server), STOP_TIMEOUT)
-            else:
-                LOG.warning("RPC server never connected to the broker; exiting without it")
+            stop_rpc_servers(servers)
             manager.engine.dispose()
             if endpoint is not None:
                 endpoint.close()
         return 0
+
+
+class RpcServers:
+    """The conductor's RPC server, AMQP (oslo.messaging) or sysinv's ZeroMQ, once started."""
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport  # "amqp" or "zmq"
+        self.started = threading.Event()
+        self.stop: Callable[[], object] = lambda: None
+        self.endpoint = ""  # ZeroMQ: tcp://[ip]:port actually bound
+
+
+def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event) -> RpcServers:
+    """Start serving ``manager`` on a thread and return at once (the seam for HA leadership).
+
+    AMQP: oslo.messaging's start() blocks while the broker is unreachable, so the main thread
+    stays free for SIGTERM. ZeroMQ: a failed bind (port in use) is retried with back-off.
+    """
+    from sysinv_ext.common import rpc
+
+    servers = RpcServers("zmq" if conf.rpc_backend_zeromq else "amqp")
+    if servers.transport == "amqp":
+        _warn_if_sysinv_topic(conf.conductor.topic)
+
+    def start_amqp() -> None:
+        import oslo_messaging as messaging
+
+        target = messaging.Target(topic=conf.conductor.topic, server=conf.conductor.host)
+        server = rpc.get_server(conf, target, [manager])
+        try:
+            server.start()
+        except Exception:
+            LOG.exception("RPC server failed to start")
+            stop.set()
+            return
+        servers.stop = lambda: rpc.stop_server(server)
+        servers.started.set()
+        LOG.info("Conductor %s serving topic %s on exchange %s", conf.conductor.host,
+                 conf.conductor.topic, conf.control_exchange)
+
+    def start_zmq() -> None:
+        import zmq
+
+        from sysinv_ext.common import exception, zmq_rpc
+
+        delay = 1.0
+        while not stop.is_set():
+            server = zmq_rpc.ZmqRpcServer(
+                manager, ZMQ_METHODS, conf.rpc_zeromq_conductor_bind_ip,
+                conf.rpc_zeromq_conductor_bind_port, name="sysinv-gpu-conductor",
+                expected=(exception.SysinvExtException,))
+            try:
+                server.start()
+            except zmq.ZMQError as err:
+                LOG.error("Cannot bind ZeroMQ RPC at %s: %s; retrying in %.0f s",
+                          server.endpoint, err, delay)
+                stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            servers.stop, servers.endpoint = server.stop, server.endpoint
+            servers.started.set()
+            LOG.info("Conductor %s serving ZeroMQ RPC at %s (sysinv's zerorpc wire, no broker)",
+                     conf.conductor.host, server.endpoint)
+            return
+
+    starter = threading.Thread(target=start_zmq if servers.transport == "zmq" else start_amqp,
+                               name="rpc-start", daemon=True)
+    starter.start()
+    return servers
+
+
+def stop_rpc_servers(servers: RpcServers) -> None:
+    """Stop what :func:`start_rpc_servers` started (bounded; never raises)."""
+    if servers.started.is_set():
+        _bounded("stop the RPC server", servers.stop, STOP_TIMEOUT)
+    else:
+        LOG.warning("RPC server never %s; exiting without it", "bound its ZeroMQ address"
+                    if servers.transport == "zmq" else "connected to the broker")
+
+
+def _warn_if_sysinv_topic(topic: str) -> None:
+    from sysinv_ext.common import constants
+
+    if topic == constants.MANAGER_TOPIC:
+        LOG.warning("[conductor]topic is sysinv's own %s: a RabbitMQ-based sysinv-conductor on "
+                    "the same broker shares this queue, and every sysinv call then goes to one "
+                    "of the two consumers (ours answers NoSuchMethod). Use it only on a system "
+                    "without one (StarlingX since 2022 runs sysinv over ZeroMQ).", topic)
 
 
 def _bounded(what: str, func: Callable[[], object], timeout: float) -> None:

@@ -17,6 +17,7 @@ from oslo_messaging._metrics import client as _metrics_client
 from oslo_messaging._tracing import client as _tracing_client
 
 from sysinv_ext.common import compat, constants, context, exception
+from sysinv_ext.conf import zeromq
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     overridden before :func:`get_transport`.
     """
     set_defaults()
+    zeromq.register_opts(conf)  # [DEFAULT]rpc_backend_zeromq and sysinv's other ZeroMQ options
     for group, opts in messaging_opts.list_opts():
         if group is None:
             conf.register_opts(opts)

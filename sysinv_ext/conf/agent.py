@@ -27,17 +27,31 @@ opts = [
                help="Root of the sysfs tree scanned for Intel GPUs "
                     "(bus/pci/devices/*); host UUID is read below it too."),
     cfg.StrOpt("host_uuid", default=None,
-               sample_default="<contents of <sysfs_root>/class/dmi/id/product_uuid>",
-               help="sysinv host UUID reported to the conductor (the Kubernetes node's "
-                    "status.nodeInfo.systemUUID). Default: read from "
-                    "<sysfs_root>/class/dmi/id/product_uuid."),
+               sample_default="<read as [agent]host_uuid_source says>",
+               help="Host UUID reported to the conductor; when set it wins over "
+                    "[agent]host_uuid_source."),
+    cfg.StrOpt("host_uuid_source", default="dmi",
+               choices=[("dmi", "<sysfs_root>/class/dmi/id/product_uuid: the node's "
+                                "systemUUID, what this project's conductor matches"),
+                        ("platform_conf", "the UUID= line of [agent]platform_conf: sysinv's "
+                                          "host uuid, what a sysinv conductor looks up")],
+               help="Where the host UUID comes from when [agent]host_uuid is unset. Our "
+                    "conductor matches the Kubernetes node's status.nodeInfo.systemUUID (dmi); "
+                    "sysinv's own conductor looks the report up by sysinv's host uuid, which "
+                    "sysinv-agent writes as UUID= into /etc/platform/platform.conf "
+                    "(platform_conf)."),
+    cfg.StrOpt("platform_conf", default="/etc/platform/platform.conf",
+               help="StarlingX's platform.conf, read for its UUID= line when "
+                    "[agent]host_uuid_source = platform_conf."),
     cfg.IntOpt("report_interval", default=60, min=1,
                help="Seconds between periodic rescans of sysfs. A report is sent at start, "
                     "whenever the set of detected device plugins changes, and again every "
                     "interval even when unchanged (so a conductor that dropped an earlier "
                     "report catches up)."),
-    cfg.StrOpt("conductor_topic", default=constants.MANAGER_TOPIC,
-               help="RPC topic of the sysinv conductor (sysinv's rpcapi.MANAGER_TOPIC)."),
+    cfg.StrOpt("conductor_topic", default=constants.GPU_CONDUCTOR_TOPIC,
+               help="AMQP RPC topic of the conductor the agent reports to: the default is "
+                    "sysinv-gpu-conductor's own ([conductor]topic); sysinv.conductor_manager "
+                    "reaches sysinv's own (RabbitMQ) conductor."),
     cfg.StrOpt("payload_format", default="2023",
                choices=[("2023", 'device_plugins=["intelgpu"] (sysinv 2f3fa421, our conductor)'),
                         ("2019", "device_plugin_labels=[{label_key, label_value}] "

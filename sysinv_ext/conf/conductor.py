@@ -12,7 +12,7 @@ from oslo_config import cfg
 
 from sysinv_ext.common import constants
 
-DEFAULT_TOPIC = constants.MANAGER_TOPIC
+DEFAULT_TOPIC = constants.GPU_CONDUCTOR_TOPIC
 DEFAULT_STATE_PATH = "/var/lib/sysinv-gpu"
 DEFAULT_DB_FILE = "conductor.sqlite"
 
@@ -26,8 +26,11 @@ conductor_opts = [
     cfg.StrOpt(
         "topic",
         default=DEFAULT_TOPIC,
-        help="RPC topic the conductor listens on. sysinv's conductor uses sysinv.conductor_manager; "
-        "agents must use the same value in [agent]conductor_topic.",
+        help="AMQP RPC topic the conductor listens on; agents use the same value in "
+        "[agent]conductor_topic. The default is this conductor's own: sysinv.conductor_manager "
+        "is sysinv-conductor's queue, and two consumers on one queue split every sysinv call "
+        "between them. Set it to sysinv.conductor_manager only on a system without a "
+        "RabbitMQ-based sysinv-conductor (a warning is logged).",
     ),
     cfg.StrOpt(
         "host",

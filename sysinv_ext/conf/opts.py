@@ -12,7 +12,7 @@ import copy
 from oslo_config import cfg
 
 from sysinv_ext.common import constants
-from sysinv_ext.conf import conductor, kubernetes, metrics
+from sysinv_ext.conf import conductor, kubernetes, metrics, zeromq
 
 # The [DEFAULT] messaging options worth showing in our samples, and the defaults our
 # services set (sysinv's services call set_defaults(control_exchange='sysinv')).
@@ -46,8 +46,8 @@ def _messaging_default_opts() -> list[cfg.Opt]:
 
 
 def _default_opts() -> list[cfg.Opt]:
-    """[DEFAULT] of both services: the messaging options above and metrics_address."""
-    return _messaging_default_opts() + [opt for _, opts in metrics.list_opts() for opt in opts]
+    """[DEFAULT] of both services: the messaging options above, sysinv's ZeroMQ ones, metrics_address."""
+    return _messaging_default_opts() + zeromq.opts + [opt for _, opts in metrics.list_opts() for opt in opts]
 
 
 def list_conductor_opts() -> OptList:

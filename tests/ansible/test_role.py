@@ -134,7 +134,7 @@ def test_deploys_every_selection_form(deployment: Deployment) -> None:
     assert _daemonset(apis["off"]) is None and not (tmp_path / "off" / "manifests").exists()
     assert result.recap["off"]["changed"] == 1
     expected_files = {"defaults": DEFAULT_FILE, "dict": {"intel-gpu-plugin": "gpu.example.com/intel=yes"},
-                      "stx2019": DEFAULT_FILE, "stx2023": DEFAULT_FILE}
+                      "stx2019": DEFAULT_FILE, "stx2023": ["intelgpu"]}  # 2023 input -> 2023 list
     for name, content in expected_files.items():
         path = _plugins_file(tmp_path, name)
         assert json.loads(path.read_text()) == content, name

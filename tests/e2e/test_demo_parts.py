@@ -95,3 +95,23 @@ def _exists(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize(("reachable", "transport", "url", "want", "said"), [
+    (False, None, None, "zmq", "RabbitMQ NOT reachable at 127.0.0.1:5672: ZeroMQ"),
+    (True, None, None, "amqp", "AMQP: RabbitMQ at 127.0.0.1:5672"),
+    (True, "zmq", None, "zmq", "as asked: ZeroMQ"),
+    (False, "amqp", "fake:/", "amqp", "IN THIS PROCESS"),
+], ids=["no-broker-zeromq", "broker-amqp", "asked-zmq", "asked-fake"])
+def test_transport_choice_says_which(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reachable: bool,
+                                     transport: str | None, url: str | None, want: str, said: str) -> None:
+    from demo import flow as flow_mod
+
+    monkeypatch.setattr(flow_mod, "broker_reachable", lambda: reachable)
+    flow = flow_mod.Flow(tmp_path, transport=transport, transport_url=url)
+    try:
+        detail = flow.choose_transport()
+    finally:
+        flow.close()
+    assert flow.transport == want and said in detail
+    assert (flow.zmq_port is not None) == (want == "zmq")

@@ -214,6 +214,17 @@ class FakeKubelet:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def drop_stream(self, resource: str) -> None:
+        """End ``resource``'s ListAndWatch stream as kubelet does when a Recv fails (a message it
+        can't read): devices marked Unhealthy, no new stream until the plugin registers again."""
+        with self._cond:
+            endpoint = self._endpoints.get(resource)
+        if endpoint is None:
+            raise LookupError(f"fake kubelet: {resource} has no open stream")
+        self._record_event(f"{resource}: stream dropped by kubelet")
+        endpoint.cancel()
+        endpoint.thread.join(5)
+
     # -- called from gRPC threads ---------------------------------------------------------------
     def _register(self, request: pb.RegisterRequest) -> str:
         if request.version != SUPPORTED_VERSION:

@@ -66,7 +66,20 @@ BAD = [
         "-xpumd-endpoint",
         "longer than 107 bytes",
     ),
-    ("zero scan interval", ["-scan-interval", "0"], "-scan-interval", "positive"),
+    ("zero scan interval", ["-scan-interval", "0"], "-scan-interval", "between 0.1 and 86400"),
+    # hostile values that once got a traceback, a busy loop or an unbounded tree (issue 11, items 6, 14)
+    *[(f"scan interval {v}", ["-scan-interval", v], "-scan-interval", "between 0.1 and 86400")
+      for v in ("inf", "-inf", "1e12", "1e309", "nan", "1e-300", "0.09", "86401")],
+    *[(f"shared-dev-num {v}", ["-shared-dev-num", v], "-shared-dev-num", "at most 1000")
+      for v in ("1001", "100000000", "9223372036854775807")],
+    ("shared-dev-num past int64", ["-shared-dev-num", "9223372036854775808"], "-shared-dev-num",
+     "invalid value"),
+    ("empty kubelet dir", ["-kubelet-dir", ""], "-kubelet-dir", "must not be empty"),
+    ("kubelet dir a file", ["-kubelet-dir", "/etc/hostname"], "-kubelet-dir", "not a directory"),
+    ("kubelet dir too long for a socket", ["-kubelet-dir", "/tmp/" + "k" * 69], "-kubelet-dir",
+     "longer than 107 bytes"),
+    ("levelzero socket too long", ["-health-management", "-levelzero-socket", "/" + "l" * 107],
+     "-levelzero-socket", "longer than 107 bytes"),
     ("metrics address without port", ["-metrics-address", "localhost"], "-metrics-address", "HOST]:PORT"),
     ("metrics port out of range", ["-metrics-address", ":70000"], "-metrics-address", "PORT 0-65535"),
     ("metrics bare ipv6", ["-metrics-address", "::1:9"], "-metrics-address", "[HOST]:PORT"),
@@ -226,6 +239,33 @@ def test_explicit_roots_win_over_prefix(tmp_path: Path) -> None:
 def test_parse_raises_typed_errors(argv: list[str], error: type) -> None:
     with pytest.raises(error):
         cli.parse(ROOTS + argv)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-shared-dev-num", "1000"],
+        ["-scan-interval", "0.1"],
+        ["-scan-interval", "86400"],
+        ["-kubelet-dir", "/tmp/" + "k" * 67],  # longest socket path exactly 107 bytes
+        ["-kubelet-dir", "relative/dir"],
+        ["-health-management", "-levelzero-socket", "/" + "l" * 106],
+    ],
+    ids=["max shared-dev-num", "min scan interval", "max scan interval", "kubelet dir at the limit",
+         "relative kubelet dir", "levelzero socket at the limit"],
+)
+def test_bounds_are_inclusive(argv: list[str]) -> None:
+    opts = cli.parse(ROOTS + argv)
+    assert (opts.scan.shared_dev_num, opts.scan_interval, opts.kubelet_dir) == (
+        int(argv[1]) if argv[0] == "-shared-dev-num" else 1,
+        float(argv[1]) if argv[0] == "-scan-interval" else 5.0,
+        argv[1] if argv[0] == "-kubelet-dir" else "/var/lib/kubelet/device-plugins",
+    )
+
+
+def test_help_names_the_bounds() -> None:
+    usage = cli.flagset().usage()
+    assert "(1-1000)" in usage and "(0.1-86400)" in usage
 
 
 def test_resource_manager_prerequisites(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

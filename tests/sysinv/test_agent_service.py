@@ -66,7 +66,7 @@ def test_committed_sample_is_current(tmp_path: Path) -> None:
         "etc/sysinv-gpu/agent.conf.sample is stale; regenerate with: oslo-config-generator "
         "--namespace sysinv_ext.agent --output-file etc/sysinv-gpu/agent.conf.sample")
     for option in ("sysfs_root = /sys", "report_interval = 60", "payload_format = 2023",
-                   "conductor_topic = sysinv.conductor_manager", "control_exchange = sysinv"):
+                   "conductor_topic = sysinv_gpu.conductor_manager", "control_exchange = sysinv"):
         assert f"#{option}" in SAMPLE.read_text()
 
 

@@ -26,7 +26,8 @@ def conf() -> cfg.ConfigOpts:
 
 def test_defaults(conf: cfg.ConfigOpts) -> None:
     conf([], default_config_files=[])
-    assert conf.conductor.topic == "sysinv.conductor_manager"
+    # its own topic, never sysinv-conductor's queue (which would split sysinv's calls)
+    assert conf.conductor.topic == "sysinv_gpu.conductor_manager" != "sysinv.conductor_manager"
     assert conf.conductor.enabled_kube_plugins == "/etc/platform/enabled_kube_plugins"
     assert conf.conductor.audit_interval == 60
     assert conf.conductor.host

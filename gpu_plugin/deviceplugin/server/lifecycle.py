@@ -61,6 +61,7 @@ class DevicePluginServer:
                  allocator: api.Allocator | None = None, max_streams: int = 8, unary_workers: int = 4,
                  backoff: tuple[float, float] = (0.1, 5.0), poll_interval: float = 0.5,
                  use_inotify: bool = True, register_timeout: float = 5.0,
+                 stream_grace: tuple[float, float] = (2.0, 60.0),
                  metrics: ResourceMetrics = NO_METRICS) -> None:
         self.resource_name = f"{namespace}/{resource_type}"
         self.endpoint = f"{namespace}-{resource_type}.sock"
@@ -85,6 +86,10 @@ class DevicePluginServer:
         self._kubelet_id: tuple[int, int] | None = None
         self.registrations = 0
         self.last_error: api.DevicePluginError | None = None
+        # A lost ListAndWatch stream: (when to check, streams opened, registrations) at the loss.
+        self._lost: tuple[float, int, int] | None = None
+        self._lost_lock = threading.Lock()
+        self._relist = Backoff(*stream_grace)
 
     # -- public API ---------------------------------------------------------------------------
     def update(self, devices: Mapping[api.DeviceID, api.DeviceInfo]) -> None:
@@ -149,7 +154,8 @@ class DevicePluginServer:
             raise api.DevicePluginError(f"{self._name}: cannot remove stale socket: {err}") from err
         server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix=f"dp-{self.endpoint}"),
                              options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_DevicePluginServicer_to_server(Servicer(self._state, self._name, self._metrics), server)  # type: ignore[no-untyped-call]
+        servicer = Servicer(self._state, self._name, self._stream_ended, self._metrics)
+        pb_grpc.add_DevicePluginServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         try:
             server.add_insecure_port(f"unix:{path}")
             os.chmod(path, 0o600)
@@ -188,6 +194,36 @@ class DevicePluginServer:
         self._registered.set()
         LOG.info("%s: registered with kubelet as %s", self._name, self.endpoint)
 
+    def _stream_ended(self, lived: float) -> None:
+        """A ListAndWatch stream ended while serving (gRPC thread).  kubelet drops a stream it can't
+        read (and marks the resource's devices Unhealthy) and only opens a new one when the plugin
+        registers again: so unless a new stream comes within the grace, the supervisor registers
+        again.  The grace (``stream_grace``: first, longest) doubles while streams keep dying young."""
+        if self._stop.is_set():
+            return
+        with self._lost_lock:
+            if lived >= self._relist.maximum:
+                self._relist.reset()
+            self._lost = (time.monotonic() + self._relist.next(), self._state.opened, self.registrations)
+        if self._watcher is not None:
+            self._watcher.wake()
+
+    def _check_lost_stream(self) -> None:
+        """Force a registration if kubelet's stream is gone and kubelet did not reconnect by itself."""
+        with self._lost_lock:
+            lost = self._lost
+            if lost is None or time.monotonic() < lost[0]:
+                return
+            self._lost = None
+        _, opened, registrations = lost
+        if self._state.opened != opened or self.registrations != registrations or self._state.streams:
+            return  # a new stream came, or we registered again since: nothing lost
+        if self._kubelet_id is None or file_identity(self.kubelet_socket) != self._kubelet_id:
+            return  # kubelet is restarting: re-registered below as for any kubelet restart
+        LOG.warning("%s: kubelet's ListAndWatch stream ended and no new one came; registering again",
+                    self._name)
+        self._kubelet_id = None
+
     def _supervise(self) -> None:
         assert self._watcher is not None
         backoff = Backoff(*self._backoff)
@@ -195,6 +231,7 @@ class DevicePluginServer:
         relevant = {self.endpoint, self.kubelet_socket.name, ANY}
         while not self._stop.is_set():
             try:
+                self._check_lost_stream()
                 if need_serve or file_identity(self.socket_path) != self._own_id:
                     if not need_serve:
                         LOG.info("%s: socket gone or replaced (kubelet restart?), serving again", self._name)
@@ -221,7 +258,8 @@ class DevicePluginServer:
         assert self._watcher is not None
         deadline = time.monotonic() + timeout
         while not self._stop.is_set():
-            left = deadline - time.monotonic()
+            lost = self._lost
+            left = min(deadline, lost[0] if lost is not None else deadline) - time.monotonic()
             if left <= 0:
                 return
             if self._watcher.wait(left) & relevant:

@@ -23,6 +23,8 @@ from gpu_plugin.deviceplugin.metrics import NO_METRICS, ResourceMetrics
 LOG = logging.getLogger(__name__)
 
 _PB_CACHE_SIZE = 1024
+#: kubelet dials plugins with grpc-go's default receive limit: a bigger ListAndWatch response is dropped.
+KUBELET_MAX_MESSAGE = 4 * 1024 * 1024
 _CODES = {api.UnknownDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
           api.UnhealthyDeviceError: grpc.StatusCode.INVALID_ARGUMENT,
           api.AllocationError: grpc.StatusCode.INVALID_ARGUMENT}
@@ -88,10 +90,15 @@ class AllocationLog:
 class Servicer(pb_grpc.DevicePluginServicer):
     """kubelet's DevicePlugin service over one resource's ``DeviceState``."""
 
-    def __init__(self, state: DeviceState, name: str, metrics: ResourceMetrics = NO_METRICS) -> None:
+    def __init__(self, state: DeviceState, name: str,
+                 on_stream_end: Callable[[float], None] | None = None,
+                 metrics: ResourceMetrics = NO_METRICS) -> None:
         self._state = state
         self._metrics = metrics
         self._name = name
+        #: called with the stream's age (s) when a ListAndWatch stream ends while serving
+        self._on_stream_end = on_stream_end
+        self._oversize_logged = -1  #: the device list version last logged as too big for kubelet
         self._log = AllocationLog(name)
         #: The protobuf form of the last allocations (keyed by object identity: DeviceState
         #: returns the same ContainerAllocation object while the devices are unchanged).
@@ -124,6 +131,7 @@ class Servicer(pb_grpc.DevicePluginServicer):
         context.add_callback(self._state.wake)
         LOG.debug("%s: ListAndWatch stream opened", self._name)
         self._metrics.streams(+1)
+        started = time.monotonic()
         try:
             sent = -1
             while True:
@@ -132,11 +140,24 @@ class Servicer(pb_grpc.DevicePluginServicer):
                     return
                 sent, snapshot = update
                 LOG.debug("%s: sending %d devices to kubelet", self._name, len(snapshot))
-                yield pb.ListAndWatchResponse(devices=_to_pb_devices(snapshot))
+                try:
+                    response = pb.ListAndWatchResponse(devices=_to_pb_devices(snapshot))
+                except Exception as err:  # noqa: BLE001 - ends this stream; the lifecycle re-registers
+                    LOG.error("%s: cannot send the device list to kubelet, ending the stream: %r",
+                              self._name, err)
+                    context.abort(grpc.StatusCode.INTERNAL, f"{self._name}: cannot encode the device list")
+                if response.ByteSize() > KUBELET_MAX_MESSAGE and sent != self._oversize_logged:
+                    self._oversize_logged = sent
+                    LOG.error("%s: %d devices make a %d-byte device list, over kubelet's %d-byte limit: "
+                              "kubelet will drop it (advertise fewer, e.g. a lower -shared-dev-num)",
+                              self._name, len(snapshot), response.ByteSize(), KUBELET_MAX_MESSAGE)
+                yield response
         finally:
             self._state.close_stream()
             self._metrics.streams(-1)
             LOG.debug("%s: ListAndWatch stream closed", self._name)
+            if self._on_stream_end is not None and not self._state.closed:
+                self._on_stream_end(time.monotonic() - started)
 
     def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> Any:
         with self._metrics.allocate():

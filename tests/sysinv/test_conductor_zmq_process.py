@@ -1,0 +1,85 @@
+"""The ``sysinv-gpu-conductor`` process over ZeroMQ (no broker): bad port, serve, port taken, stop.
+
+The installed console script with ``rpc_backend_zeromq = true`` on a port the OS handed out;
+the caller is the sysinv-style zerorpc client of tests/fakes/sysinv_zmq.py; Kubernetes is the
+emulated API server; the transport URL points at a closed port (ZeroMQ needs no broker).
+"""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import rabbit
+from tests.fakes.kube_api import FakeKubeAPI
+from tests.fakes.sysinv_zmq import SysinvZmqClient, ZerorpcRemoteError
+from tests.sysinv.conftest import HOST_A
+
+CONDUCTOR = str(Path(sys.executable).with_name("sysinv-gpu-conductor"))
+METHOD = "device_plugin_labels_update_by_ihost"
+
+
+def _config(tmp_path: Path, kubeconfig: Path, port: int | str) -> Path:
+    plugins = tmp_path / "enabled_kube_plugins"
+    plugins.write_text(json.dumps(["intelgpu"]))  # the 2023 list form
+    path = tmp_path / "conductor.conf"
+    path.write_text(
+        f"[DEFAULT]\nlog_file = \nrpc_backend_zeromq = true\nrpc_zeromq_conductor_bind_ip = 127.0.0.1\n"
+        f"rpc_zeromq_conductor_bind_port = {port}\n"
+        f"transport_url = rabbit://guest:guest@127.0.0.1:{rabbit.free_port()}/\n"
+        f"[conductor]\nhost = zmq-conductor\nenabled_kube_plugins = {plugins}\n"
+        f"state_path = {tmp_path}/state\naudit_interval = 60\n"
+        f"[kubernetes]\nkubeconfig = {kubeconfig}\nretry_backoff = 0.01\n")
+    return path
+
+
+def test_bad_port_is_a_usage_error(tmp_path: Path) -> None:
+    config = _config(tmp_path, tmp_path / "kubeconfig", "ninety-five-eleven")
+    result = subprocess.run([CONDUCTOR, "--config-file", str(config)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "rpc_zeromq_conductor_bind_port" in result.stderr
+
+
+def test_serves_sysinv_client_keeps_serving_and_stops(tmp_path: Path) -> None:
+    with FakeKubeAPI() as api:
+        api.add_node("worker-0", HOST_A)
+        port = rabbit.free_port()
+        config = _config(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"), port)
+        proc = rabbit.ServiceProcess("sysinv-gpu-conductor", ["--config-file", str(config)],
+                                     tmp_path / "conductor.log").start()
+        client = SysinvZmqClient("127.0.0.1", port, timeout=10)
+        try:
+            assert rabbit.wait_for(lambda: "serving ZeroMQ RPC" in proc.log(), 60), proc.log()
+            with pytest.raises(ZerorpcRemoteError) as info:
+                client.invoke(METHOD, {"is_admin": True}, host_uuid=HOST_A, device_plugins="x")
+            assert info.value.name == "InvalidPayload"
+            client.invoke(METHOD, {"is_admin": True}, host_uuid=HOST_A, device_plugins=["intelgpu"])
+            assert api.node_labels("worker-0")["intelgpu"] == "enabled"
+            assert proc.stop() == 0
+        finally:
+            client.close()
+            if proc.running():
+                proc.stop()
+        assert "Traceback" not in proc.log()
+
+
+def test_port_taken_is_retried_not_fatal(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = _config(tmp_path, tmp_path / "no-kubeconfig", port)
+        proc = rabbit.ServiceProcess("sysinv-gpu-conductor", ["--config-file", str(config)],
+                                     tmp_path / "conductor.log").start()
+        try:
+            assert rabbit.wait_for(lambda: proc.log().count("Cannot bind ZeroMQ RPC") >= 2, 60), proc.log()
+            assert proc.running()
+        finally:
+            code = proc.stop()
+    assert code == 0
+    assert "never bound its ZeroMQ address" in proc.log()
