@@ -89,7 +89,11 @@ class AgentManager:
                         identity.describe(agent.host_uuid_source, sysfs_root=agent.sysfs_root,
                                           platform_conf=agent.platform_conf))
             return self._fail_delay()
-        labels = self._detect(self._conf.agent.sysfs_root)
+        try:
+            labels = self._detect(self._conf.agent.sysfs_root)
+        except pci.ScanError as err:  # not "no GPU": the last report stays in force
+            LOG.warning("%s; keeping the last report, retrying", err)
+            return self._fail_delay()
         since_report = self._clock() - self._reported_at
         if labels == self._reported and since_report < interval:
             return interval - since_report  # woken early (udev) and nothing changed

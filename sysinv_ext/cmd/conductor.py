@@ -43,6 +43,7 @@ def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
     from sysinv_ext.db import migration
 
     url = database_url(conf)
+    _set_aside_corrupt(url)
     delay = float(conf.database.connect_retry_interval)
     while not stop.is_set():
         try:
@@ -54,11 +55,33 @@ def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
                 engine.dispose()
             return True
         except Exception as err:  # any driver/alembic failure: log, wait, retry
+            if migration.sqlite_file(url):  # a local file does not come back by waiting
+                raise exception.DatabaseError(action="upgrade", reason=_one_line(err)) from err
             LOG.error("Cannot upgrade label database %s: %s; retrying in %.0f s",
                       db_api.describe_url(url), err, delay)
         stop.wait(delay)
         delay = min(delay * 2, conf.database.connect_retry_interval * 10.0)
     return False
+
+
+def _set_aside_corrupt(url: str) -> None:
+    """A corrupt SQLite file is moved aside and a fresh database used: its rows are rebuilt by
+    the agents' next reports (every [agent]report_interval), so serving beats crash-looping."""
+    from sysinv_ext.db import migration
+
+    try:
+        moved = migration.set_aside_corrupt_sqlite(url)
+    except OSError as err:
+        raise exception.DatabaseError(action="moving a corrupt database aside",
+                                      reason=_one_line(err)) from err
+    if moved:
+        LOG.error("Label database %s is corrupt (%s): moved aside to %s; starting with an empty "
+                  "database (agents re-report their GPUs)", migration.sqlite_file(url), *moved[::-1])
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class ConductorService:

@@ -8,6 +8,7 @@ Knows nothing of the agent; reaches Kubernetes only through ``kube`` and the DB 
 """
 from __future__ import annotations
 
+import reprlib
 import threading
 import time
 from collections.abc import Mapping
@@ -45,8 +46,13 @@ class PluginReport:
     form: str  # "2023" (device_plugins) or "2019" (device_plugin_labels)
 
 
-def _invalid(host_uuid: object, reason: str) -> exception.InvalidPayload:
-    return exception.InvalidPayload(host_uuid=repr(host_uuid)[:80], reason=reason)
+def _invalid(host_uuid: object, reason: str, limit: int = 300) -> exception.InvalidPayload:
+    """The error logged and sent back to the caller: bounded, whatever the payload's size."""
+    host = repr(host_uuid[:81] if isinstance(host_uuid, str) else host_uuid)
+    host = host if len(host) <= 80 else host[:80] + "..."
+    if len(reason) > limit:
+        reason = f"{reason[:limit]}... ({len(reason)} chars)"
+    return exception.InvalidPayload(host_uuid=host, reason=reason)
 
 
 def _check_list(host_uuid: object, name: str, value: object) -> list[Any]:
@@ -73,15 +79,16 @@ def normalize_payload(host_uuid: object, device_plugins: object = None,
     if device_plugins is not None:
         for entry in _check_list(host_uuid, "device_plugins", device_plugins):
             if not is_label_key(entry):
-                raise _invalid(host_uuid, f"device_plugins entry {entry!r} is not a label key")
+                raise _invalid(host_uuid, f"device_plugins entry {reprlib.repr(entry)} is not a "
+                               "label key")
             keys.append(entry)
         form = "2023"
     elif device_plugin_labels is not None:
         for entry in _check_list(host_uuid, "device_plugin_labels", device_plugin_labels):
             if not isinstance(entry, Mapping) or not is_label_key(entry.get("label_key")) \
                     or not is_label_value(entry.get("label_value")):
-                raise _invalid(host_uuid, f"device_plugin_labels entry {entry!r} is not "
-                               "{'label_key': KEY, 'label_value': VALUE}")
+                raise _invalid(host_uuid, f"device_plugin_labels entry {reprlib.repr(entry)} is "
+                               "not {'label_key': KEY, 'label_value': VALUE}")
             keys.append(str(entry["label_key"]))
         form = "2019"
     else:
@@ -115,7 +122,7 @@ class ConductorManager:
             self.kube = kube if kube is not None else KubeClient.from_conf(conf)
             self.engine = engine if engine is not None else db_api.get_engine(database_url(conf))
             self.plugins = plugins if plugins is not None else PluginsFile(
-                conf.conductor.enabled_kube_plugins)
+                conf.conductor.enabled_kube_plugins, conf.conductor.allowed_label_keys)
         self._lock = threading.Lock()
         self._nodes: dict[str, Node] = {}  # systemUUID -> last node seen (LIST, GET or PATCH)
         self._pending = 0  # hosts with recorded labels and no node, as of the last audit

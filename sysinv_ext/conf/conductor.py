@@ -46,6 +46,14 @@ conductor_opts = [
         '["intel-gpu-plugin"]. A missing file means no plugin is enabled; a corrupt file is '
         "logged and the previous content stays in force. Re-read whenever it changes.",
     ),
+    cfg.ListOpt(
+        "allowed_label_keys",
+        default=[],
+        help="Node label keys the conductor may set and remove besides those of the device "
+        "plugins it knows (intel-gpu-plugin: intelgpu). A key in enabled_kube_plugins that is "
+        "in neither is refused (logged, the rest of the file applies). Keys under kubernetes.io/, "
+        "k8s.io/ and node-role.* are always refused: they belong to Kubernetes.",
+    ),
     cfg.IntOpt(
         "audit_interval",
         default=60,
@@ -76,7 +84,10 @@ database_opts = [
         help="SQLAlchemy URL of the label database. Unset means a SQLite file named "
         "conductor.sqlite under [conductor]state_path. Use PostgreSQL in production, e.g. "
         "postgresql+psycopg2://sysinv:PASSWORD@127.0.0.1/sysinv_gpu. The schema is upgraded "
-        "to the newest alembic revision when the conductor starts.",
+        "to the newest alembic revision when the conductor starts. A SQLite file that is not a "
+        "database (corrupt, truncated, a directory) is renamed to <file>.corrupt-<UTC time> and "
+        "a fresh one is used (agents re-report); one that cannot be created stops the conductor "
+        "with exit code 1.",
     ),
     cfg.IntOpt(
         "connect_retry_interval",

@@ -105,6 +105,7 @@ def conductor_conf(tmp_path: Path, kubeconfig: Path, plugins_path: Path) -> cfg.
     conf.set_override("host", "conductor-test", "conductor")
     conf.set_override("state_path", str(tmp_path / "state"), "conductor")
     conf.set_override("enabled_kube_plugins", str(plugins_path), "conductor")
+    conf.set_override("allowed_label_keys", ["intelqat"], "conductor")  # the tests' second plugin
     conf.set_override("kubeconfig", str(kubeconfig), "kubernetes")
     conf.set_override("retry_backoff", 0.01, "kubernetes")
     return conf

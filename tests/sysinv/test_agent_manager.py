@@ -160,6 +160,29 @@ def test_no_host_uuid_means_no_report_and_backoff(conf: cfg.ConfigOpts, sysfs: F
     assert "No host UUID" in caplog.text
 
 
+def test_unlistable_pci_devices_keep_last_report_and_retry(conf: cfg.ConfigOpts, sysfs: FakeSysfs,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A read failure is not "no GPU": no "(none)" report, so the conductor keeps the label."""
+    clock = FakeClock()
+    reporter = ScriptedReporter()
+    manager = AgentManager(conf, reporter, clock=clock)
+    sysfs.add_gpu("0000:03:00.0")
+    assert manager.run_once() == 60
+    devices = Path(sysfs.sysfs_root) / "bus" / "pci" / "devices"
+    hidden = devices.with_name("devices.hidden")
+    devices.rename(hidden)
+    devices.write_text("")  # cannot be listed
+    clock.now += 120  # a periodic re-report would be due
+    assert [manager.run_once(), manager.run_once(), manager.run_once()] == [1, 2, 4]
+    assert reporter.attempts == [(HOST.upper(), {"intelgpu": "enabled"})]
+    assert manager.reported == {"intelgpu": "enabled"}
+    assert "Cannot list PCI devices" in caplog.text and "keeping the last report" in caplog.text
+    devices.unlink()
+    hidden.rename(devices)
+    assert manager.run_once() == 60
+    assert reporter.delivered[-1] == (HOST.upper(), {"intelgpu": "enabled"})
+
+
 @pytest.fixture
 def fake_conductor(conf: cfg.ConfigOpts) -> Iterator[tuple[messaging.Transport, list[Any]]]:
     calls: list[Any] = []

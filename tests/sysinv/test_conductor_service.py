@@ -179,6 +179,10 @@ def test_service_labels_audits_restarts_and_stops(service: dict[str, Any], fake_
     fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
     conductor.start()
     assert _wait_for(lambda: fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}, timeout=60)
+    # the audit can restore the label before the RPC server is up (it starts on its own thread):
+    # wait for the restarted conductor to say it serves, then call (3 s timeout, no retry)
+    serving = "serving topic {}".format(service["topic"])
+    assert _wait_for(lambda: conductor.log.read_text().count(serving) == 2, timeout=60)
     result = api.device_plugin_labels_update_by_ihost({}, HOST_A, {})  # GPU gone
     assert result["removed"] == ["intelgpu"]
     assert fake_kube.node_labels("worker-0") == {}
