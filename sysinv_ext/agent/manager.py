@@ -27,6 +27,14 @@ from sysinv_ext.conductor.rpcapi import HostUUID
 LOG = logging.getLogger(__name__)
 
 BACKOFF_START = 1.0
+MAX_LOGGED_ERROR = 300  # chars of a conductor's error text in one log line
+
+
+def _bounded(text: object, limit: int = MAX_LOGGED_ERROR) -> str:
+    """A remote error's text cut to ``limit`` chars: a hostile or legacy conductor must not
+    flood the agent's log (it logs on every retry)."""
+    value = str(text)
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} chars)"
 
 
 class Reporter(Protocol):
@@ -118,12 +126,12 @@ class AgentManager:
                 rpc_context.get_admin_context(), host_uuid, labels)
         except (messaging.MessagingTimeout, messaging.MessageDeliveryFailure) as err:
             LOG.warning("Conductor on topic %s unreachable reporting host %s: %s",
-                        topic, host_uuid, err)
+                        topic, host_uuid, _bounded(err))
         except messaging.RemoteError as err:
             LOG.error("Conductor on topic %s failed the report of host %s: %s %s",
-                      topic, host_uuid, err.exc_type, err.value)
+                      topic, host_uuid, _bounded(err.exc_type, 80), _bounded(err.value))
         except (messaging.MessagingException, exception.SysinvExtException) as err:
-            LOG.error("Report of host %s to topic %s failed: %s", host_uuid, topic, err)
+            LOG.error("Report of host %s to topic %s failed: %s", host_uuid, topic, _bounded(err))
         else:
             self.reports_sent += 1
             LOG.info("Reported device plugins %s of host %s to topic %s",

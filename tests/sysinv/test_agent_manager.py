@@ -315,3 +315,23 @@ def test_metrics_count_gpus_by_driver_and_function_and_reports(conf: cfg.ConfigO
     manager.run_once()
     assert value("sysinv_gpu_agent_reports_total", outcome="sent") == 1
     assert value("sysinv_gpu_agent_last_report_success_timestamp_seconds") == 1234.0
+
+
+@pytest.mark.parametrize("error", [
+    messaging.RemoteError("Boom" * 100, "x" * 2_000_000),
+    messaging.MessagingTimeout("y" * 2_000_000),
+    messaging.MessagingException("z" * 2_000_000),
+], ids=lambda e: type(e).__name__)
+def test_huge_conductor_error_does_not_flood_the_agent_log(conf: cfg.ConfigOpts, sysfs: FakeSysfs,
+                                                           caplog: pytest.LogCaptureFixture,
+                                                           error: Exception) -> None:
+    """A hostile or legacy conductor's 2 MB error text: one bounded line per retry."""
+    sysfs.add_gpu("0000:03:00.0")
+    manager = AgentManager(conf, ScriptedReporter(error, error))
+    with caplog.at_level("WARNING"):
+        manager.run_once()
+        manager.run_once()
+    lines = [r.getMessage() for r in caplog.records if HOST.upper() in r.getMessage()]
+    assert len(lines) == 2
+    assert all(len(line) < 1_000 for line in lines), [len(line) for line in lines]
+    assert all("chars)" in line for line in lines)
