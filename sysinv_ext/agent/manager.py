@@ -19,6 +19,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.agent import identity, pci
+from sysinv_ext.agent.metrics import NO_AGENT_METRICS, AgentMetrics
 from sysinv_ext.common import context as rpc_context
 from sysinv_ext.common import exception
 from sysinv_ext.conductor.rpcapi import HostUUID
@@ -47,11 +48,13 @@ class AgentManager:
     """Owns the detect -> report loop; :meth:`run` blocks until :meth:`stop`."""
 
     def __init__(self, conf: cfg.ConfigOpts, conductor_api: Reporter, *,
-                 detect: Callable[[str], dict[str, str]] = pci.detect_device_plugins,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 detect: Callable[[str], dict[str, str]] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 metrics: AgentMetrics = NO_AGENT_METRICS) -> None:
         self._conf = conf
         self._api = conductor_api
-        self._detect = detect
+        self._detect = detect or self._scan
+        self._metrics = metrics
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._clock = clock
@@ -79,6 +82,11 @@ class AgentManager:
                                    sysfs_root=agent.sysfs_root, platform_conf=agent.platform_conf)
         return HostUUID(found) if found else None
 
+    def _scan(self, sysfs_root: str) -> dict[str, str]:
+        gpus = pci.scan_gpus(sysfs_root)
+        self._metrics.detected(gpus)
+        return pci.supported_device_plugins(gpus)
+
     def run_once(self) -> float:
         """Scan, report if needed; return the seconds to wait before the next pass."""
         interval = float(self._conf.agent.report_interval)
@@ -97,7 +105,9 @@ class AgentManager:
         since_report = self._clock() - self._reported_at
         if labels == self._reported and since_report < interval:
             return interval - since_report  # woken early (udev) and nothing changed
-        if self._report(host_uuid, labels):
+        reported = self._report(host_uuid, labels)
+        self._metrics.reported(reported)
+        if reported:
             self._reported = labels
             self._reported_at = self._clock()
             self._backoff = 0.0

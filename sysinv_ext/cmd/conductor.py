@@ -23,7 +23,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
+from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
 from sysinv_ext.common import exception
 from sysinv_ext.conf import register_conductor_opts, zeromq
 from sysinv_ext.conf.conductor import database_url
@@ -120,7 +120,8 @@ class Serving:
             self.manager.activate()
             self._term = threading.Event()
             self._servers = start_rpc_servers(self.conf, self.manager, self._term, fatal=self._fatal)
-            self._audit = AuditLoop(self.manager.audit, self.conf.conductor.audit_interval)
+            self._audit = AuditLoop(self.manager.audit, self.conf.conductor.audit_interval,
+                                    metrics=self.manager.metrics)
             self._audit.start()
 
     def stop(self) -> None:
@@ -148,6 +149,7 @@ class ConductorService:
         from sysinv_ext.conductor import kube
         from sysinv_ext.conductor.kube.lease import LeaderElector, LeaseConfig
         from sysinv_ext.conductor.manager import ConductorManager
+        from sysinv_ext.conductor.metrics import NO_CONDUCTOR_METRICS, conductor_metrics
 
         conf = self.conf
         rpc.register_opts(conf)  # [DEFAULT]transport_url, control_exchange (default sysinv)
@@ -156,7 +158,9 @@ class ConductorService:
         if not upgrade_database(conf, self.stop_event):
             return 0
         kube.warm_up()
-        manager = ConductorManager(conf)
+        registry, endpoint = start_metrics(conf, PROG)
+        metrics = NO_CONDUCTOR_METRICS if registry is None else conductor_metrics(registry)
+        manager = ConductorManager(conf, metrics=metrics)
         serving = Serving(conf, manager, self.stop_event)
         elector = None
         if conf.conductor.leader_election:
@@ -182,6 +186,8 @@ class ConductorService:
             serving.stop()
             manager.close()
             manager.engine.dispose()
+            if endpoint is not None:
+                endpoint.close()
         return 0
 
 

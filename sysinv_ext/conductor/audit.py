@@ -18,6 +18,7 @@ from oslo_log import log as logging
 
 from sysinv_ext.common.exception import SysinvExtException
 from sysinv_ext.conductor.kube import Node
+from sysinv_ext.conductor.metrics import NO_CONDUCTOR_METRICS, ConductorMetrics
 from sysinv_ext.conductor.state import HostEntry
 
 LOG = logging.getLogger(__name__)
@@ -92,8 +93,10 @@ class AuditLoop:
     """Calls ``audit()`` at start and then every ``interval`` seconds until ``stop()``."""
 
     def __init__(self, audit: Callable[[], object], interval: float,
-                 stop_event: threading.Event | None = None) -> None:
+                 stop_event: threading.Event | None = None,
+                 metrics: ConductorMetrics = NO_CONDUCTOR_METRICS) -> None:
         self._audit = audit
+        self._metrics = metrics
         self.interval = interval
         self.stop_event = stop_event or threading.Event()
         self._thread = threading.Thread(target=self._run, name="label-audit", daemon=True)
@@ -112,10 +115,13 @@ class AuditLoop:
     def _run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                self._audit()
+                result = self._audit()
+                self._metrics.audited(True, getattr(result, "patched", 0), getattr(result, "failed", 0))
             except SysinvExtException as err:  # Kubernetes or database unavailable: expected
+                self._metrics.audited(False)
                 LOG.warning("Label audit failed, retrying in %s s: %s", self.interval, err)
             except Exception:  # the audit must outlive any single failure
+                self._metrics.audited(False)
                 LOG.exception("Label audit failed; retrying in %s s", self.interval)
             if self.stop_event.wait(self.interval):
                 break

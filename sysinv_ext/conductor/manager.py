@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import reprlib
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from sysinv_ext.common.memory import release_memory
 from sysinv_ext.conductor import audit as audit_mod
 from sysinv_ext.conductor.kube import KubeClient, Node, index_by_system_uuid
 from sysinv_ext.conductor.kube.cache import NodeCache
+from sysinv_ext.conductor.metrics import NO_CONDUCTOR_METRICS, ConductorGauges, ConductorMetrics, outcome_of
 from sysinv_ext.conductor.plugins import PluginsFile, is_label_key, is_label_value
 from sysinv_ext.conductor.state import DesiredState, HostLocks, LogLimiter
 from sysinv_ext.conf.conductor import DEFAULT_PENDING_LIMIT, DEFAULT_PENDING_TTL, database_url
@@ -119,7 +121,9 @@ class ConductorManager:
     target = messaging.Target(version=RPC_API_VERSION)
 
     def __init__(self, conf: cfg.ConfigOpts | None = None, *, kube: KubeClient | None = None,
-                 engine: db_api.Engine | None = None, plugins: PluginsFile | None = None) -> None:
+                 engine: db_api.Engine | None = None, plugins: PluginsFile | None = None,
+                 metrics: ConductorMetrics = NO_CONDUCTOR_METRICS) -> None:
+        self.metrics = metrics
         ttl, limit = float(DEFAULT_PENDING_TTL), DEFAULT_PENDING_LIMIT
         if conf is None:
             if kube is None or engine is None or plugins is None:
@@ -138,6 +142,9 @@ class ConductorManager:
         self._active = threading.Event()
         self._active.set()
         self._pending_log = LogLimiter()
+        metrics.observe(ConductorGauges(node_cache=self.cache.__len__, pending_hosts=self.state.pending,
+                                        watch_restarts=lambda: max(0, self.cache.watches - 1),
+                                        leader=self._active.is_set))
 
     # -- lifecycle (the service; tests may rely on the lazy start) -----------------------------
     def start(self) -> None:
@@ -186,12 +193,18 @@ class ConductorManager:
     def report(self, host_uuid: Any, device_plugins: Any = None, device_plugin_labels: Any = None,
                *, request_id: str | None = None) -> dict[str, Any]:
         """The endpoint's work, raising our exceptions (not ExpectedException)."""
+        started = time.monotonic()
         try:
             report = normalize_payload(host_uuid, device_plugins, device_plugin_labels)
-            return self.reconcile(report)
+            result = self.reconcile(report)
         except exception.SysinvExtException as err:
+            self.metrics.reported(outcome_of(err))
             LOG.warning("Device plugin report %s rejected: %s", request_id or "-", err)
             raise
+        self.metrics.reported("applied" if result["node"] else "pending")
+        if result["node"]:
+            self.metrics.labelled(time.monotonic() - started)
+        return result
 
     def reconcile(self, report: PluginReport) -> dict[str, Any]:
         """Record and apply one report (ordered with other work for the same host)."""
@@ -310,6 +323,8 @@ class ConductorManager:
             if not patch:
                 return False
             self._patch(node, patch, why)
+            if not entry.seen:  # a pending host's labels landed: from its recorded report on
+                self.metrics.labelled(time.time() - entry.reported_at)
             return True
 
     def _converge_all(self, hosts: list[str]) -> tuple[int, int]:

@@ -87,7 +87,8 @@ def _first_run(tmp_path: Path, stack: ExitStack, cases: tuple[str, ...]) -> Depl
                            bringup_kubemaster_gpu_shared_dev_num=0,
                            bringup_kubemaster_gpu_resource_manager=True,
                            bringup_kubemaster_gpu_health_management=True,
-                           bringup_kubemaster_gpu_xpumd_endpoint="/xpumd.sock"),
+                           bringup_kubemaster_gpu_xpumd_endpoint="/xpumd.sock",
+                           bringup_kubemaster_gpu_metrics_port=70000),
         # above the plugin's own -shared-dev-num bound: the pod would exit 2 (crash loop)
         "toomanyids": _case(tmp_path, apis, "toomanyids", import_plugins=True,
                             bringup_kubemaster_gpu_shared_dev_num=1001),
@@ -178,13 +179,15 @@ def test_bad_input_fails_before_any_change(deployment: Deployment) -> None:
     assert "plugin 'intelgpu' is selected more than once" in result.failures("unknown")
     assert "plugin 'intel-gpu-plugin': label 'intel gpu=on'" in result.failures("malformed")
     malformed = result.failures("malformed")
-    assert "bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the bound of the plugin (got 0)" in malformed
+    assert ("bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the bound of the plugin (got 0)"
+            in malformed)
     assert ("bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the bound of the plugin (got 1001)"
             in result.failures("toomanyids"))
     assert ("bringup_kubemaster_gpu_resource_manager needs bringup_kubemaster_gpu_shared_dev_num > 1"
             in malformed)
     assert "bringup_kubemaster_gpu_xpumd_endpoint must be an absolute socket path" in malformed
     assert "bringup_kubemaster_gpu_xpumd_endpoint and bringup_kubemaster_gpu_health_management" in malformed
+    assert "bringup_kubemaster_gpu_metrics_port must be 0 (off) or a port 1-65535 (got 70000)" in malformed
     assert "fake kubectl: connection refused" in result.failures("kubectlfails")
     for name in ("unknown", "malformed", "toomanyids"):
         assert result.recap[name]["changed"] == 0, name

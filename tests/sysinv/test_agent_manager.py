@@ -290,6 +290,33 @@ def _wait(predicate: Any, timeout: float = 5.0) -> bool:
     return bool(predicate())
 
 
+def test_metrics_count_gpus_by_driver_and_function_and_reports(conf: cfg.ConfigOpts,
+                                                              sysfs: FakeSysfs) -> None:
+    """The default detection path feeds the GPU gauge; each report outcome is counted."""
+    from prometheus_client import CollectorRegistry
+
+    from sysinv_ext.agent.metrics import agent_metrics
+
+    sysfs.add_gpu("0000:03:00.0", vfs=2)
+    sysfs.add_gpu("0000:04:00.0", card=4, render=132, driver="xe", pci_class="0x038000")
+    registry = CollectorRegistry()
+    reporter = ScriptedReporter(messaging.MessagingTimeout("no conductor"))
+    manager = AgentManager(conf, reporter, metrics=agent_metrics(registry, wall_clock=lambda: 1234.0))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    manager.run_once()  # first report fails
+    assert value("sysinv_gpu_agent_gpus", driver="i915", function="vf") == 2
+    assert value("sysinv_gpu_agent_gpus", driver="i915", function="pf") == 1
+    assert value("sysinv_gpu_agent_gpus", driver="xe", function="pf") == 1
+    assert value("sysinv_gpu_agent_reports_total", outcome="failed") == 1
+    assert value("sysinv_gpu_agent_last_report_success_timestamp_seconds") == 0
+    manager.run_once()
+    assert value("sysinv_gpu_agent_reports_total", outcome="sent") == 1
+    assert value("sysinv_gpu_agent_last_report_success_timestamp_seconds") == 1234.0
+
+
 @pytest.mark.parametrize("error", [
     messaging.RemoteError("Boom" * 100, "x" * 2_000_000),
     messaging.MessagingTimeout("y" * 2_000_000),
