@@ -223,6 +223,7 @@ class PluginsFile:
         self._stamp: FileStamp | None = None
         self._missing_logged = False
         self._labels: EnabledLabels = MappingProxyType({})
+        self._published: tuple[FileStamp, EnabledLabels] | None = None
         self._valid = True
 
     @property
@@ -233,7 +234,17 @@ class PluginsFile:
             return self._valid
 
     def current(self) -> EnabledLabels:
-        """The enabled label key -> value mapping now (read-only)."""
+        """The enabled label key -> value mapping now (read-only).
+
+        Called by every report: an unchanged file costs one stat() and no lock (64 worker
+        threads queued on the lock were a fifth of a 5,000-host burst)."""
+        try:
+            fast = FileStamp.of(os.stat(self.path))
+        except OSError:
+            fast = None
+        published = self._published  # (stamp, labels) of the last locked pass, set as one
+        if fast is not None and published is not None and fast == published[0]:
+            return published[1]
         with self._lock:
             try:
                 stamp = FileStamp.of(os.stat(self.path))
@@ -243,6 +254,7 @@ class PluginsFile:
                              self.path)
                     self._missing_logged = True
                 self._stamp, self._labels, self._valid = None, MappingProxyType({}), True
+                self._published = None
                 return self._labels
             except OSError as err:
                 LOG.error("Cannot stat enabled kube plugins file %s: %s; keeping %s",
@@ -252,6 +264,7 @@ class PluginsFile:
             if stamp != self._stamp:
                 self._stamp = stamp  # a corrupt version is reported once, not on every call
                 self._reload()
+            self._published = (stamp, self._labels)
             return self._labels
 
     def _reload(self) -> None:
