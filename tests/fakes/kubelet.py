@@ -149,6 +149,8 @@ class _Registrar(pb_grpc.RegistrationServicer):
         error = self.owner._register(request)
         if error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+        if self.owner.before_reply is not None:
+            self.owner.before_reply(request.resource_name)
         return pb.Empty()
 
 
@@ -156,11 +158,15 @@ class FakeKubelet:
     """Emulated kubelet device manager on ``<kubelet_dir>/kubelet.sock`` (see module docstring).
 
     Thread-safe; every query reflects the current generation (bumped by ``restart()``), while
-    ``registrations`` keeps the whole history.
+    ``registrations`` keeps the whole history.  ``before_reply(resource)``, if set, runs after a
+    registration is accepted (its stream already being opened, as kubelet does) and before the
+    plugin gets the reply: a test can act in that window.
     """
 
-    def __init__(self, kubelet_dir: str | os.PathLike[str], socket_name: str = "kubelet.sock") -> None:
+    def __init__(self, kubelet_dir: str | os.PathLike[str], socket_name: str = "kubelet.sock", *,
+                 before_reply: Callable[[str], None] | None = None) -> None:
         self.kubelet_dir = Path(kubelet_dir)
+        self.before_reply = before_reply
         self.socket_path = self.kubelet_dir / socket_name
         self.generation = 0
         self._cond = threading.Condition(threading.RLock())
