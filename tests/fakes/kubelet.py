@@ -10,6 +10,7 @@ No pytest imports: usable from fixtures and from ``python -m tests.fakes.kubelet
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -355,6 +356,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m tests.fakes.kubelet KUBELET_DIR", file=sys.stderr)
         return 2
+    # Ctrl-C ends it even when started with SIGINT ignored: a background job of a non-interactive
+    # shell (`make test &`, some CI runners) inherits SIG_IGN, and then Python installs no handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     kubelet = FakeKubelet(args[0]).start()
     print(f"fake kubelet listening on {kubelet.socket_path}", flush=True)
     seen: dict[str, tuple[int, int]] = {}
