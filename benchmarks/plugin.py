@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -185,6 +188,82 @@ def bench_grpc_floor(tmp: Path) -> list[Result]:
             Result(SUITE, "floor: bare grpcio unary call, p99", percentile(samples, 99), "ms")]
 
 
+def _metrics_url(proc: PluginProcess, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"serving Prometheus metrics on (http://\S+/metrics)",
+                          Path(proc.log.name).read_text())
+        if found:
+            return found.group(1)
+        time.sleep(0.05)
+    raise RuntimeError(f"plugin logged no metrics URL; see {proc.log.name}")
+
+
+def bench_metrics_overhead(tmp: Path, fake: FakeSysfs, rounds: int = 9, calls: int = 4000) -> list[Result]:
+    """Allocate latency of two plugin processes on the same node, one with -metrics-address (and
+    scraped once a second meanwhile, far more often than Prometheus would), one without. Calls
+    alternate between the two one by one, so the machine's load (other processes) hits both alike;
+    the on/off ratios are the median over ``rounds`` blocks of ``calls`` calls each, so one block
+    hit by a load spike does not decide the figure."""
+    ids = [f"card{k * 64 + i}-0" for k in range(16) for i in range(1, 64)]
+    blocks: list[dict[str, list[float]]] = [{"off": [], "on": []} for _ in range(rounds)]
+    scraped = [0]
+    stop = threading.Event()
+    with plugin(tmp, "m-off", fake, "-scan-interval", "60") as off, \
+            plugin(tmp, "m-on", fake, "-scan-interval", "60", "-metrics-address", "127.0.0.1:0") as on:
+        off.wait_advertised(len(ids))
+        on.wait_advertised(len(ids))
+        url = _metrics_url(on)
+
+        def scrape() -> None:
+            while not stop.wait(1.0):
+                with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - local
+                    response.read()
+                scraped[0] += 1
+
+        scraper = threading.Thread(target=scrape, daemon=True)
+        with off.kubelet.client(I915) as c_off, on.kubelet.client(I915) as c_on:
+            clients = {"off": c_off, "on": c_on}
+            for client in clients.values():
+                for dev in ids[:50]:
+                    client.allocate([dev])  # warm-up (CDI specs written)
+            scraper.start()
+            try:
+                gc.disable()  # the client's GC paused, as in _time_allocates
+                for n in range(rounds * calls):  # call by call, in alternating order
+                    for name in (("off", "on") if n % 2 == 0 else ("on", "off")):
+                        dev = [ids[n % 50]]
+                        t0 = time.perf_counter()
+                        clients[name].allocate(dev)
+                        blocks[n // calls][name].append((time.perf_counter() - t0) * 1000)
+            finally:
+                gc.enable()
+                stop.set()
+                scraper.join(5)
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - local
+            text = response.read().decode()
+        counted = re.search(r'deviceplugin_allocate_duration_seconds_count\{resource="gpu.intel.com/i915"\} '
+                            r"(\S+)", text)
+        if counted is None or float(counted.group(1)) < rounds * calls:
+            raise RuntimeError("the metrics-on plugin did not count its Allocate calls")
+    total = rounds * calls
+    pooled = {k: [x for block in blocks for x in block[k]] for k in ("off", "on")}
+    p50 = {k: percentile(v, 50) for k, v in pooled.items()}
+    p99 = {k: percentile(v, 99) for k, v in pooled.items()}
+    ratio = {pct: median([100 * percentile(b["on"], pct) / percentile(b["off"], pct) for b in blocks])
+             for pct in (50, 99)}
+    share = "Allocate p{} with metrics on, % of metrics off, median of " + f"{rounds} blocks"
+    return [
+        Result(SUITE, f"Allocate p50, metrics off ({total:,} calls each, interleaved)", p50["off"], "ms"),
+        Result(SUITE, "Allocate p50, -metrics-address on, scraped every 1 s", p50["on"], "ms"),
+        Result(SUITE, share.format(50), ratio[50], "%", 105),
+        Result(SUITE, "Allocate p99, metrics off", p99["off"], "ms"),
+        Result(SUITE, "Allocate p99, -metrics-address on, scraped every 1 s", p99["on"], "ms"),
+        Result(SUITE, share.format(99), ratio[99], "%", 105),
+        Result(SUITE, f"  scrapes of /metrics during the run ({scraped[0]})", float(scraped[0]), "n"),
+    ]
+
+
 def bench_preferred(tmp: Path) -> list[Result]:
     fake = _fake_node(tmp / "pref", 64, 0)
     ids = [f"card{k * 64}-{i}" for k in range(64) for i in range(8)]
@@ -248,7 +327,8 @@ def run() -> list[Result]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-plugin-", dir=shm))
     try:
         big = _fake_node(tmp / "big", 16, 63)
-        results = bench_scan(tmp, big) + bench_allocate(tmp, big) + bench_grpc_floor(tmp)
+        results = bench_scan(tmp, big) + bench_allocate(tmp, big) + bench_metrics_overhead(tmp, big) \
+            + bench_grpc_floor(tmp)
         for bench in (bench_preferred, bench_hotplug, bench_idle_and_restart):
             results += bench(tmp)
         return results

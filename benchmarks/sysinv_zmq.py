@@ -55,6 +55,10 @@ def bench_zmq(manager: ConductorManager, api: FakeKubeAPI, rounds: int = 200) ->
     """report -> label set / removed over ZeroMQ, beside the bare call floor."""
     floor = _floor(rounds)
     api.add_node(NODE, HOST)
+    manager.start()
+    deadline = time.monotonic() + 30
+    while manager.cache.get(HOST) is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the node watch has delivered the new node
     server = zmq_rpc.ZmqRpcServer(manager, [METHOD], "127.0.0.1", 0, name="sysinv-gpu-conductor",
                                   expected=(exception.SysinvExtException,)).start()
     agent = ZmqConductorAPI(conductor_endpoint("127.0.0.1", server.port), timeout=30)
@@ -81,7 +85,8 @@ def bench_zmq(manager: ConductorManager, api: FakeKubeAPI, rounds: int = 200) ->
         Result(SUITE, "ZeroMQ: bare zerorpc call floor, p99", percentile(floor, 99), "ms"),
         Result(SUITE, "ZeroMQ: agent report -> label set, p50 (target floor+10)", median(set_ms), "ms",
                floor_p50 + 10.0),
-        Result(SUITE, "ZeroMQ: agent report -> label set, p99", percentile(set_ms, 99), "ms"),
+        Result(SUITE, "ZeroMQ: agent report -> label set, p99 (target floor p99+30)",
+               percentile(set_ms, 99), "ms", percentile(floor, 99) + 30.0),
         Result(SUITE, "ZeroMQ: agent report (GPU gone) -> label removed, p50", median(remove_ms), "ms",
                floor_p50 + 10.0),
     ]

@@ -51,9 +51,10 @@ def _write_ini(path: Path, sections: dict[str, dict[str, str]]) -> Path:
 
 
 def conductor_conf(path: Path, msg: Messaging, *, host: str, enabled_kube_plugins: Path,
-                   kubeconfig: Path, database: Path, audit_interval: int = 5) -> Path:
+                   kubeconfig: Path, database: Path, audit_interval: int = 5,
+                   metrics_address: str = "") -> Path:
     return _write_ini(path, {
-        "DEFAULT": msg.defaults(),
+        "DEFAULT": {**msg.defaults(), "metrics_address": metrics_address},
         "conductor": {"topic": msg.topic, "host": host, "state_path": str(database.parent),
                       "enabled_kube_plugins": str(enabled_kube_plugins),
                       "audit_interval": str(audit_interval)},
@@ -63,13 +64,13 @@ def conductor_conf(path: Path, msg: Messaging, *, host: str, enabled_kube_plugin
 
 
 def agent_conf(path: Path, msg: Messaging, *, sysfs_root: Path, report_interval: int = 1,
-               payload_format: str = "2023") -> Path:
+               payload_format: str = "2023", metrics_address: str = "") -> Path:
     """host_uuid is left unset on purpose: the agent reads it from the fake DMI product_uuid.
 
     Short intervals and timeouts so that the demo notices changes within seconds; no udev (the
     fake sysfs sends no events, the periodic rescan finds them)."""
     return _write_ini(path, {
-        "DEFAULT": msg.defaults(),
+        "DEFAULT": {**msg.defaults(), "metrics_address": metrics_address},
         "agent": {"sysfs_root": str(sysfs_root), "report_interval": str(report_interval),
                   "conductor_topic": msg.topic, "payload_format": payload_format,
                   "rpc_timeout": "5", "retry_backoff_max": "2", "udev_events": "false"},

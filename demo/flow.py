@@ -9,11 +9,13 @@ controller (we match its nodeSelector and start the plugin).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,7 @@ from demo.machine import GPUS, HOST_UUID, LABEL, NODE, broker_reachable, expecte
 from demo.procs import Proc, Supervisor, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
+METRICS_URL = re.compile(r"serving Prometheus metrics on (http://\S+/metrics)")
 BIN = Path(sys.executable).parent
 
 
@@ -218,10 +221,14 @@ class Flow:
     # -- 5. sysinv services ------------------------------------------------------------------
     def start_sysinv(self) -> str:
         msg = configs.Messaging(self.transport_url or "fake:/", self.exchange, self.topic, self.zmq_port)
+        # metrics on an ephemeral localhost port each; not in one process (one [DEFAULT] for both)
+        metrics = "" if msg.in_process else "127.0.0.1:0"
         cond = configs.conductor_conf(self.etc / "conductor.conf", msg, host=NODE,
                                       enabled_kube_plugins=self.platform_conf_dir / "enabled_kube_plugins",
-                                      kubeconfig=self.kubeconfig, database=self.root / "sysinv-gpu.sqlite")
-        agent = configs.agent_conf(self.etc / "agent.conf", msg, sysfs_root=self.sysfs_root)
+                                      kubeconfig=self.kubeconfig, database=self.root / "sysinv-gpu.sqlite",
+                                      metrics_address=metrics)
+        agent = configs.agent_conf(self.etc / "agent.conf", msg, sysfs_root=self.sysfs_root,
+                                   metrics_address=metrics)
         if msg.in_process:
             from demo.inprocess import InProcessServices
 
@@ -266,7 +273,8 @@ class Flow:
             raise StepFailed(f"DaemonSet nodeSelector {selector} does not match node labels {labels}")
         container = kube.plugin_container(self.daemonset)
         overrides = {"sysfs-root": str(self.sysfs_root), "devfs-root": str(self.devfs_root),
-                     "kubelet-dir": str(self.kubelet_dir), "cdi-dir": str(self.root / "cdi")}
+                     "kubelet-dir": str(self.kubelet_dir), "cdi-dir": str(self.root / "cdi"),
+                     "metrics-address": "127.0.0.1:0"}
         if self.scan_interval is not None:
             overrides["scan-interval"] = str(self.scan_interval)
         args = kube.local_args(list(container.get("args") or []), overrides)
@@ -298,6 +306,63 @@ class Flow:
 
     def _healthy(self, resource: str) -> list[str]:
         return sorted(i for i, d in self.kubelet.devices(resource).items() if d.health == "Healthy")
+
+    # -- 9. what an operator sees: metrics and sysinv-gpu-status ----------------------------
+    def metrics_urls(self) -> dict[str, str]:
+        """Program name -> its /metrics URL, as each logged it at start."""
+        procs = [p for p in (self.plugin, *self._services()) if p is not None]
+        found = {}
+        for proc in procs:
+            match = METRICS_URL.search(proc.log_path.read_text(errors="replace"))
+            if match:
+                found[proc.name] = match.group(1)
+        return found
+
+    def scrape(self, name: str) -> list[tuple[str, dict[str, str], float]]:
+        """(sample name, labels, value) of every sample the program's endpoint serves now."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(self.metrics_urls()[name], timeout=5) as response:  # noqa: S310
+            text = response.read().decode()
+        return [(s.name, dict(s.labels), float(s.value))
+                for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def show_metrics(self) -> str:
+        plugin_only = (self.plugin,) if self.plugin else ()
+        urls = self._wait(lambda: "plugin" in self.metrics_urls() and self.metrics_urls(), 10,
+                          "the programs' metrics endpoints", *plugin_only)
+        plugin = self.scrape("plugin")
+        devices = ", ".join(f"{lab['resource']} {lab['health']} {v:.0f}" for n, lab, v in plugin
+                            if n == "deviceplugin_devices" and v)
+        scans = sum(v for n, lab, v in plugin if n == "intel_gpu_plugin_scans_total")
+        lines = [f"plugin: devices {devices}; {scans:.0f} scans"]
+        if "agent" in urls:
+            agent = self.scrape("agent")
+            gpus = ", ".join(f"{lab['driver']} {lab['function']} {v:.0f}" for n, lab, v in agent
+                             if n == "sysinv_gpu_agent_gpus" and v)
+            sent = sum(v for n, lab, v in agent if n == "sysinv_gpu_agent_reports_total"
+                       and lab.get("outcome") == "sent")
+            lines.append(f"agent: GPUs {gpus}; {sent:.0f} reports sent")
+            conductor = self.scrape("conductor")
+            outcomes = ", ".join(f"{lab['outcome']} {v:.0f}" for n, lab, v in conductor
+                                 if n == "sysinv_gpu_conductor_reports_total" and v)
+            labelled = [v for n, _, v in conductor if n == "sysinv_gpu_conductor_report_to_label_seconds_sum"]
+            count = [v for n, _, v in conductor if n == "sysinv_gpu_conductor_report_to_label_seconds_count"]
+            mean = f"{1000 * labelled[0] / count[0]:.0f} ms" if labelled and count and count[0] else "-"
+            lines.append(f"conductor: reports {outcomes or 'none'}; report -> label mean {mean}")
+        else:
+            lines.append("agent and conductor run in this process: no endpoints of their own")
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(urls.items()))
+        return f"metrics endpoints {shown}\n" + "\n".join(lines)
+
+    def show_status(self) -> str:
+        argv = [str(BIN / "sysinv-gpu-status"), "--config-file", str(self.etc / "conductor.conf")]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=self.env())
+        table = result.stdout.rstrip().replace(str(self.root), "$WORK")
+        if result.returncode != 0:
+            raise StepFailed(f"sysinv-gpu-status exited {result.returncode}:\n{table}\n"
+                             f"{result.stderr.strip()}")
+        return "sysinv-gpu-status: every host consistent (exit 0)\n" + table
 
     # -- reverse: the GPUs go away -----------------------------------------------------------
     def remove_gpus(self) -> str:
@@ -332,4 +397,6 @@ STEPS: tuple[tuple[str, str, Callable[[Flow], str]], ...] = (
     ("label", "conductor labels the node", Flow.wait_label),
     ("schedule", "DaemonSet schedules intel-gpu-plugin", Flow.schedule_plugin),
     ("allocatable", "plugin registers with kubelet", Flow.wait_allocatable),
+    ("metrics", "Prometheus endpoints of plugin, agent, conductor", Flow.show_metrics),
+    ("status", "sysinv-gpu-status: GPU <-> label <-> allocatable", Flow.show_status),
 )

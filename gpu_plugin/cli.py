@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from gpu_plugin import scan as gpuscan
-from gpu_plugin.common import klog
+from gpu_plugin.common import klog, metrics_http
 from gpu_plugin.common.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
@@ -80,6 +80,7 @@ def flagset() -> FlagSet:
              "resources socket")
     f.string("nfd-feature-file", rmconfig.NFD_FEATURE_FILE, "-resource-manager: NFD feature file for "
              "GAS labels (\"\" = none)")
+    f.string(metrics_http.FLAG, "", metrics_http.FLAG_HELP)
     return f
 
 
@@ -101,6 +102,7 @@ class Options:
     temp_limits: tuple[int, int, int]  #: global, gpu, memory (°C)
     verbosity: int
     resource_manager: rmconfig.RmConfig | None = None  #: -resource-manager on
+    metrics_address: str = ""  #: "" = no metrics endpoint
     klog_ignored: tuple[str, ...] = ()  #: klog flags given that have no effect here (warned about)
 
 
@@ -169,6 +171,11 @@ def _check_args(v: ParsedFlags) -> None:
                 raise UsageError(name, "temperature limits do not work with xpumd health source")
         if len(os.fsencode(v["xpumd-endpoint"])) > MAX_SOCKET_PATH:
             raise UsageError("xpumd-endpoint", f"unix socket path longer than {MAX_SOCKET_PATH} bytes")
+    if v["metrics-address"]:
+        try:
+            metrics_http.parse_address(v["metrics-address"])
+        except metrics_http.MetricsAddressError as err:
+            raise UsageError("metrics-address", str(err)) from None
     low, high = SCAN_INTERVAL_RANGE
     if not low <= v["scan-interval"] <= high:  # also false for nan
         raise UsageError("scan-interval", f"must be between {low:g} and {high:g} seconds "
@@ -226,7 +233,7 @@ def parse(argv: Sequence[str]) -> Options:
         xpumd_endpoint=v["xpumd-endpoint"],
         temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"],
         resource_manager=_check_resource_manager(v) if v["resource-manager"] else None,
-        klog_ignored=tuple(klog.ineffective(v)))
+        metrics_address=v["metrics-address"], klog_ignored=tuple(klog.ineffective(v)))
 
 
 def setup_logging(verbosity: int) -> None:
@@ -279,8 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
         glob, gpu, memory = options.temp_limits
         health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=memory))
+    registry, endpoint = metrics_http.open_endpoint(options.metrics_address, PROG)
     try:
-        manager, _ = build_manager(config, health)
+        manager, _ = build_manager(config, health, registry=registry)
         manager.run(stop)
     except RmSetupError as err:  # upstream: "Failed to create resource manager", exit
         LOG.error("Failed to create resource manager: %s", err)
@@ -291,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if health is not None:
             health.close()
+        if endpoint is not None:
+            endpoint.close()
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from gpu_plugin import scan as gpuscan
 from gpu_plugin.cdi import CdiSpecWriter
@@ -32,8 +33,10 @@ from gpu_plugin.deviceplugin.api import (
     Scanner,
 )
 from gpu_plugin.deviceplugin.manager import Manager
+from gpu_plugin.deviceplugin.metrics import FrameworkMetrics
 from gpu_plugin.levelzero._api import levelzero_pb2 as lz
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as lz_grpc
+from gpu_plugin.metrics import NO_SCAN_METRICS, ScanMetrics, scan_metrics
 from gpu_plugin.policies import PolicyAllocator
 from gpu_plugin.rm import RmConfig
 from gpu_plugin.rm import wire as rm_wire
@@ -78,8 +81,10 @@ class GpuScanner:
 
     def __init__(self, sysfs_root: str, devfs_root: str,
                  options: gpuscan.ScanOptions = gpuscan.ScanOptions(), *, scan_interval: float = 5.0,
-                 health: HealthSource | None = None, use_udev: bool = True) -> None:
+                 health: HealthSource | None = None, use_udev: bool = True,
+                 metrics: ScanMetrics = NO_SCAN_METRICS) -> None:
         self.sysfs_root = sysfs_root
+        self.metrics = metrics
         self.devfs_root = devfs_root
         self.options = options
         self.health = health
@@ -108,7 +113,8 @@ class GpuScanner:
 
         def once() -> None:
             try:
-                tree = self.scan_once()
+                with self.metrics.scan():
+                    tree = self.scan_once()
             except Exception as err:  # never die: log (once per distinct failure), keep the last tree
                 self._scan_failed(err)
                 return
@@ -208,20 +214,23 @@ class PluginConfig:
     resource_manager: RmConfig | None = None  #: -resource-manager (fractional resources with GAS)
 
 
-def build_manager(config: PluginConfig, health: HealthSource | None = None) -> tuple[Manager, Scanner]:
-    """The framework manager wired to a GPU (or WSL) scanner, the policy and the CDI writer."""
+def build_manager(config: PluginConfig, health: HealthSource | None = None, *,
+                  registry: CollectorRegistry | None = None) -> tuple[Manager, Scanner]:
+    """The framework manager wired to a GPU (or WSL) scanner, the policy and the CDI writer;
+    with a ``registry``, the framework and the scan loop record their metrics on it."""
     scanner: Scanner
     if config.wsl:
         scanner = WslScanner(config.levelzero_socket, config.devfs_root, config.scan.shared_dev_num,
                              scan_interval=config.scan_interval)
     else:
         scanner = GpuScanner(config.sysfs_root, config.devfs_root, config.scan,
-                             scan_interval=config.scan_interval, health=health, use_udev=config.use_udev)
+                             scan_interval=config.scan_interval, health=health, use_udev=config.use_udev,
+                             metrics=NO_SCAN_METRICS if registry is None else scan_metrics(registry))
     preferred: PreferredAllocator = PolicyAllocator(config.allocation_policy)
     allocator: Allocator | None = None if config.wsl else CdiSpecWriter(config.cdi_dir)
     if config.resource_manager is not None:  # GAS decides; the defaults are the fallback
         scanner, resource_manager = rm_wire(config.resource_manager, scanner, allocator, config.sysfs_root)
         preferred = allocator = resource_manager
     manager = Manager(NAMESPACE, scanner, config.kubelet_dir, preferred_allocator=preferred,
-                      allocator=allocator)
+                      allocator=allocator, metrics=None if registry is None else FrameworkMetrics(registry))
     return manager, scanner

@@ -77,9 +77,10 @@ def _side_program_rule(program: str) -> tuple:
 # (rule id, which importing modules it applies to, forbidden import prefixes, allowed importers
 #  [, exempt imports: names (and their parent packages) allowed although a forbidden prefix matches])
 RULES = [
-    ("scan-and-policies-know-no-grpc",
+    ("scan-and-policies-know-no-grpc-nor-metrics",
      lambda m: m in ("gpu_plugin.scan", "gpu_plugin.cards", "gpu_plugin.policies"),
-     ("grpc", "gpu_plugin.deviceplugin._api", "google.protobuf"), ()),
+     ("grpc", "gpu_plugin.deviceplugin._api", "google.protobuf", "prometheus_client", "gpu_plugin.metrics",
+      "gpu_plugin.deviceplugin.metrics"), ()),
     ("kubelet-stubs-only-in-framework-server",
      lambda m: _matches(m, "gpu_plugin"),
      ("gpu_plugin.deviceplugin._api",), ("gpu_plugin.deviceplugin.server",)),
@@ -92,7 +93,7 @@ RULES = [
     ("framework-knows-no-gpu",
      lambda m: _matches(m, "gpu_plugin.deviceplugin"),
      ("gpu_plugin.scan", "gpu_plugin.policies", "gpu_plugin.plugin", "gpu_plugin.cli",
-      "gpu_plugin.health", "gpu_plugin.rm", "gpu_plugin.xpumd") + PROGRAMS, ()),
+      "gpu_plugin.health", "gpu_plugin.rm", "gpu_plugin.xpumd", "gpu_plugin.metrics") + PROGRAMS, ()),
     ("common-imports-only-common",
      lambda m: _matches(m, "gpu_plugin.common"),
      ("gpu_plugin",), (), ("gpu_plugin.common",)),
@@ -107,9 +108,13 @@ RULES = [
     ("conductor-never-imports-agent",
      lambda m: _matches(m, "sysinv_ext.conductor"),
      ("sysinv_ext.agent",), ()),
-    ("kubernetes-only-in-conductor-kube",
+    # the conductor's client, and the status command's read-only LIST (it needs status.allocatable)
+    ("kubernetes-only-in-conductor-kube-and-status-kube",
      lambda m: _matches(m, "sysinv_ext"),
-     ("kubernetes",), ("sysinv_ext.conductor.kube",)),
+     ("kubernetes",), ("sysinv_ext.conductor.kube", "sysinv_ext.status.kube")),
+    ("status-rows-are-pure",
+     lambda m: m == "sysinv_ext.status.rows",
+     ("kubernetes", "sqlalchemy", "sysinv_ext.db", "sysinv_ext.status.kube", "oslo_messaging"), ()),
     # the plugin talks to the API server only for -resource-manager (GAS pod annotations)
     ("kubernetes-only-in-resource-manager-kube",
      lambda m: _matches(m, "gpu_plugin"),

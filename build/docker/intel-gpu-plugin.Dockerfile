@@ -12,7 +12,7 @@ FROM ${PYTHON_BASE} AS builder
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md ./
 COPY gpu_plugin ./gpu_plugin
-# The package and its runtime dependencies (grpcio, protobuf, pyudev) as wheels.
+# The package and its runtime dependencies (grpcio, protobuf, pyudev, prometheus_client) as wheels.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM ${PYTHON_BASE}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gpu_plugin.deviceplugin import api
+from gpu_plugin.deviceplugin.metrics import FrameworkMetrics
 
 LOG = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class ResourceServer(Protocol):
 
 
 #: ``factory(namespace, resource_type, kubelet_dir, *, kubelet_socket, preferred_allocator, allocator)``
+#: (plus ``metrics=`` a ResourceMetrics when the manager was given metrics)
 ServerFactory = Callable[..., ResourceServer]
 
 
@@ -68,8 +70,10 @@ class Manager:
                  kubelet_socket: str | os.PathLike[str] | None = None,
                  preferred_allocator: api.PreferredAllocator | None = None,
                  allocator: api.Allocator | None = None,
-                 server_factory: ServerFactory | None = None) -> None:
+                 server_factory: ServerFactory | None = None,
+                 metrics: FrameworkMetrics | None = None) -> None:
         self.namespace = namespace
+        self.metrics = metrics
         self.scanner = scanner
         self.kubelet_dir = kubelet_dir
         self.kubelet_socket = kubelet_socket
@@ -109,10 +113,13 @@ class Manager:
 
     def _start(self, rtype: api.ResourceType, devices: dict[api.DeviceID, api.DeviceInfo]) -> bool:
         LOG.info("%s/%s: %d devices, starting its server", self.namespace, rtype, len(devices))
+        name = f"{self.namespace}/{rtype}"
+        extra = {} if self.metrics is None else {"metrics": self.metrics.resource(name)}
         try:
             server = self._factory(self.namespace, rtype, self.kubelet_dir,
                                    kubelet_socket=self.kubelet_socket,
-                                   preferred_allocator=self.preferred_allocator, allocator=self.allocator)
+                                   preferred_allocator=self.preferred_allocator, allocator=self.allocator,
+                                   **extra)
             server.update(devices)
             server.start()
         except Exception:

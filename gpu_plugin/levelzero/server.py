@@ -9,6 +9,7 @@ a failing read never takes the server down. Flags: upstream's ``-socket``, ``-ws
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -21,12 +22,13 @@ from typing import Any, TypeVar
 
 import grpc
 
-from gpu_plugin.common import klog
+from gpu_plugin.common import klog, metrics_http
 from gpu_plugin.common.goflags import FlagError, FlagSet, command
 from gpu_plugin.deviceplugin import api
 from gpu_plugin.levelzero import DEFAULT_SOCKET, ZE_ERROR_UNKNOWN, describe
 from gpu_plugin.levelzero._api import levelzero_pb2 as pb
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as pb_grpc
+from gpu_plugin.levelzero.metrics import NO_LEVELZERO_METRICS, LevelzeroMetrics, levelzero_metrics
 from gpu_plugin.levelzero.sources import Source, open_source
 
 LOG = logging.getLogger(__name__)
@@ -36,6 +38,17 @@ MAX_SOCKET_PATH = api.MAX_SOCKET_PATH
 SOURCES = ("auto", "levelzero", "sysfs")
 
 T = TypeVar("T")
+Rpc = TypeVar("Rpc", bound=Callable[..., Any])
+
+
+def _counted(method: Rpc) -> Rpc:
+    """Record each answer of an RPC method (its in-band error code) on the servicer's metrics."""
+    @functools.wraps(method)
+    def answer(self: LevelzeroServicer, request: Any, context: Any) -> Any:
+        reply = method(self, request, context)
+        self.metrics.answered(method.__name__, reply.error.errorcode)
+        return reply
+    return answer  # type: ignore[return-value]
 
 
 def _error(code: int) -> pb.Error:
@@ -45,8 +58,9 @@ def _error(code: int) -> pb.Error:
 class LevelzeroServicer(pb_grpc.LevelzeroServicer):
     """Maps each RPC onto the source; an unexpected exception becomes error UNKNOWN in-band."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, metrics: LevelzeroMetrics = NO_LEVELZERO_METRICS) -> None:
         self.source = source
+        self.metrics = metrics
 
     def _guarded(self, what: str, read: Callable[[], T], fallback: T) -> T:
         try:
@@ -55,6 +69,7 @@ class LevelzeroServicer(pb_grpc.LevelzeroServicer):
             LOG.exception("%s failed", what)
             return fallback
 
+    @_counted
     def GetDeviceHealth(self, request: pb.DeviceId, context: Any) -> pb.DeviceHealth:
         bdf = request.bdfAddress
         h = self._guarded(f"health of {bdf}", lambda: self.source.health(bdf), None)
@@ -65,6 +80,7 @@ class LevelzeroServicer(pb_grpc.LevelzeroServicer):
         LOG.debug("health of %s: memory=%s bus=%s soc=%s", bdf, h.memory_ok, h.bus_ok, h.soc_ok)
         return pb.DeviceHealth(memory_ok=h.memory_ok, bus_ok=h.bus_ok, soc_ok=h.soc_ok, error=_error(h.error))
 
+    @_counted
     def GetDeviceTemperature(self, request: pb.DeviceId, context: Any) -> pb.DeviceTemperature:
         bdf = request.bdfAddress
         t = self._guarded(f"temperature of {bdf}", lambda: self.source.temperatures(bdf), None)
@@ -75,12 +91,14 @@ class LevelzeroServicer(pb_grpc.LevelzeroServicer):
         return pb.DeviceTemperature(**{"global": t.global_}, gpu=t.gpu, memory=t.memory,
                                     error=_error(t.error))
 
+    @_counted
     def GetIntelIndices(self, request: pb.GetIntelIndicesMessage, context: Any) -> pb.DeviceIndices:
         i = self._guarded("Intel indices", self.source.indices, None)
         if i is None:
             return pb.DeviceIndices(error=_error(ZE_ERROR_UNKNOWN))
         return pb.DeviceIndices(indices=list(i.indices), error=_error(i.error))
 
+    @_counted
     def GetDeviceMemoryAmount(self, request: pb.DeviceId, context: Any) -> pb.DeviceMemoryAmount:
         bdf = request.bdfAddress
         m = self._guarded(f"memory amount of {bdf}", lambda: self.source.memory(bdf), None)
@@ -93,7 +111,8 @@ class SocketInUseError(OSError):
     """The socket path exists and is not a socket: we do not delete other files."""
 
 
-def serve(source: Source, socket_path: str, max_workers: int = 4) -> grpc.Server:
+def serve(source: Source, socket_path: str, max_workers: int = 4,
+          metrics: LevelzeroMetrics = NO_LEVELZERO_METRICS) -> grpc.Server:
     """Bind ``socket_path`` (a stale socket is removed, mode 0660) and start serving."""
     parent = os.path.dirname(socket_path) or "."
     os.makedirs(parent, mode=0o750, exist_ok=True)
@@ -106,7 +125,7 @@ def serve(source: Source, socket_path: str, max_workers: int = 4) -> grpc.Server
             raise SocketInUseError(f"{socket_path} exists and is not a socket")
         os.unlink(socket_path)  # stale socket of a previous run (upstream removes it too)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="levelzero"))
-    pb_grpc.add_LevelzeroServicer_to_server(LevelzeroServicer(source), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_LevelzeroServicer_to_server(LevelzeroServicer(source, metrics), server)  # type: ignore[no-untyped-call]
     old_umask = os.umask(0o117)
     try:
         try:
@@ -128,6 +147,7 @@ def _flagset() -> FlagSet:
     klog.add_flags(fs)  # -v 0 as upstream; klog's others accepted
     fs.string("sysfs-root", "/sys", "sysfs root for the kernel fallback source")
     fs.string("source", "auto", "auto (Level Zero loader if usable, else sysfs), levelzero or sysfs")
+    fs.string(metrics_http.FLAG, "", metrics_http.FLAG_HELP)
     return fs
 
 
@@ -143,6 +163,11 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
         raise FlagError(f"-socket path is longer than {MAX_SOCKET_PATH} bytes", "socket")
     if flags.args:
         raise FlagError(f"unexpected argument: {flags.args[0]}")
+    if flags[metrics_http.FLAG]:
+        try:
+            metrics_http.parse_address(flags[metrics_http.FLAG])
+        except metrics_http.MetricsAddressError as err:
+            raise FlagError(f"-{metrics_http.FLAG}: {err}", metrics_http.FLAG) from None
     v = flags["v"]
     # klog: Info lines always, upstream's per-request V(3) lines from -v 3
     logging.basicConfig(level=logging.DEBUG if v >= 3 else logging.INFO,
@@ -156,8 +181,10 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
     LOG.info("reading GPU health from the %s source", source.name)
     if flags["wsl"] and source.name != "levelzero":
         LOG.warning("-wsl needs the Level Zero loader; sysfs has no WSL GPUs")
+    registry, endpoint = metrics_http.open_endpoint(flags[metrics_http.FLAG], PROG)
+    metrics = NO_LEVELZERO_METRICS if registry is None else levelzero_metrics(registry)
     try:
-        server = serve(source, flags["socket"])
+        server = serve(source, flags["socket"], metrics=metrics)
     except OSError as err:
         LOG.error("failed to listen: %s", err)
         return 1
@@ -169,6 +196,8 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
     while not stop.wait(1.0):
         pass
     server.stop(grace=1).wait()
+    if endpoint is not None:
+        endpoint.close()
     try:
         os.unlink(flags["socket"])
     except OSError:

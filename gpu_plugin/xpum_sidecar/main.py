@@ -24,9 +24,10 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gpu_plugin.common import klog
+from gpu_plugin.common import klog, metrics_http
 from gpu_plugin.common.goflags import FlagError, FlagSet, command
 from gpu_plugin.common.label_split import split_at_last_alnum
+from gpu_plugin.xpum_sidecar.metrics import NO_SIDECAR_METRICS, SidecarMetrics, sidecar_metrics
 from gpu_plugin.xpum_sidecar.prometheus_text import Metrics as Metrics  # re-exported
 from gpu_plugin.xpum_sidecar.prometheus_text import MetricsParseError as MetricsParseError
 from gpu_plugin.xpum_sidecar.prometheus_text import Sample as Sample
@@ -167,13 +168,16 @@ class Config:
     allow_subdeviceless_links: bool = False
     interval: float = 10.0
     startup_delay: float = 10.0
+    metrics_address: str = ""  #: "" = no metrics endpoint
 
 
 class Sidecar:
     """Scrape, compute, write when changed; the last good file stays when a step fails."""
 
-    def __init__(self, config: Config, fetch: Callable[[], str] | None = None) -> None:
+    def __init__(self, config: Config, fetch: Callable[[], str] | None = None,
+                 metrics: SidecarMetrics = NO_SIDECAR_METRICS) -> None:
         self.config = config
+        self.metrics = metrics
         self._fetch = fetch or (lambda: fetch_metrics(config.url, config.cert))
 
     def iterate(self) -> bool:
@@ -183,17 +187,22 @@ class Sidecar:
             links = topology_from_metrics(self._fetch(), c.allow_subdeviceless_links)
         except (ScrapeError, MetricsParseError) as err:
             LOG.warning("keeping the previous labels: %s", err)
+            self.metrics.round("scrape_failed")
             return False
         labels = create_labels(links, c.lane_count, c.label_namespace)
+        labelled = len({link.key() for link in links if link.lanes >= c.lane_count})
         if read_labels(c.dst_file_path) == labels:
             LOG.debug("labels have not changed")
+            self.metrics.round("unchanged", labelled)
             return True
         try:
             write_labels(labels, c.dst_file_path, c.tmp_dir_prefix)
         except OSError as err:
             LOG.error("failed to write %s: %s", c.dst_file_path, err)
+            self.metrics.round("write_failed")
             return False
         LOG.info("wrote %s: %s", c.dst_file_path, " ".join(labels) or "(no labels)")
+        self.metrics.round("written", labelled)
         return True
 
     def run(self, stop: threading.Event) -> None:
@@ -223,6 +232,7 @@ def _flagset() -> FlagSet:
     fs.string("label-namespace", "gpu.intel.com", "namespace for the labels")
     fs.bool("allow-subdeviceless-links", False, "allow xelinks not tied to subdevices (=1 tile GPUs)")
     fs.string("cert", "", "Use HTTPS and verify server's endpoint")
+    fs.string(metrics_http.FLAG, "", metrics_http.FLAG_HELP)
     klog.add_flags(fs)
     return fs
 
@@ -244,13 +254,18 @@ def parse_config(argv: Sequence[str]) -> tuple[Config, int, list[str]]:
     if not _DNS_SUBDOMAIN.match(flags["label-namespace"]) or len(flags["label-namespace"]) > 253:
         raise FlagError(f'invalid value "{flags["label-namespace"]}" for flag -label-namespace: '
                         "not a DNS subdomain", "label-namespace")
+    if flags[metrics_http.FLAG]:
+        try:
+            metrics_http.parse_address(flags[metrics_http.FLAG])
+        except metrics_http.MetricsAddressError as err:
+            raise FlagError(f"-{metrics_http.FLAG}: {err}", metrics_http.FLAG) from None
     scheme = "https" if flags["cert"] else "http"
     return Config(url=f"{scheme}://127.0.0.1:{flags['xpum-port']}/metrics", cert=flags["cert"],
                   dst_file_path=flags["dst-file-path"], tmp_dir_prefix=flags["tmp-dir-prefix"],
                   lane_count=flags["lane-count"], label_namespace=flags["label-namespace"],
                   allow_subdeviceless_links=flags["allow-subdeviceless-links"],
-                  interval=float(flags["interval"]), startup_delay=float(flags["startup-delay"])), \
-        flags["v"], klog.ineffective(flags)
+                  interval=float(flags["interval"]), startup_delay=float(flags["startup-delay"]),
+                  metrics_address=flags[metrics_http.FLAG]), flags["v"], klog.ineffective(flags)
 
 
 @command(PROG, lambda: _flagset().usage())
@@ -262,8 +277,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    registry, endpoint = metrics_http.open_endpoint(config.metrics_address, PROG)
     LOG.info("scraping %s every %.0f s into %s", config.url, config.interval, config.dst_file_path)
-    Sidecar(config).run(stop)
+    try:
+        metrics = NO_SIDECAR_METRICS if registry is None else sidecar_metrics(registry)
+        Sidecar(config, metrics=metrics).run(stop)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
     LOG.info("stopped")
     return 0
 

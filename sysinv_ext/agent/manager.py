@@ -19,6 +19,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.agent import identity, pci
+from sysinv_ext.agent.metrics import NO_AGENT_METRICS, AgentMetrics
 from sysinv_ext.common import context as rpc_context
 from sysinv_ext.common import exception
 from sysinv_ext.conductor.rpcapi import HostUUID
@@ -26,6 +27,14 @@ from sysinv_ext.conductor.rpcapi import HostUUID
 LOG = logging.getLogger(__name__)
 
 BACKOFF_START = 1.0
+MAX_LOGGED_ERROR = 300  # chars of a conductor's error text in one log line
+
+
+def _bounded(text: object, limit: int = MAX_LOGGED_ERROR) -> str:
+    """A remote error's text cut to ``limit`` chars: a hostile or legacy conductor must not
+    flood the agent's log (it logs on every retry)."""
+    value = str(text)
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} chars)"
 
 
 class Reporter(Protocol):
@@ -39,11 +48,13 @@ class AgentManager:
     """Owns the detect -> report loop; :meth:`run` blocks until :meth:`stop`."""
 
     def __init__(self, conf: cfg.ConfigOpts, conductor_api: Reporter, *,
-                 detect: Callable[[str], dict[str, str]] = pci.detect_device_plugins,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 detect: Callable[[str], dict[str, str]] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 metrics: AgentMetrics = NO_AGENT_METRICS) -> None:
         self._conf = conf
         self._api = conductor_api
-        self._detect = detect
+        self._detect = detect or self._scan
+        self._metrics = metrics
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._clock = clock
@@ -71,6 +82,11 @@ class AgentManager:
                                    sysfs_root=agent.sysfs_root, platform_conf=agent.platform_conf)
         return HostUUID(found) if found else None
 
+    def _scan(self, sysfs_root: str) -> dict[str, str]:
+        gpus = pci.scan_gpus(sysfs_root)
+        self._metrics.detected(gpus)
+        return pci.supported_device_plugins(gpus)
+
     def run_once(self) -> float:
         """Scan, report if needed; return the seconds to wait before the next pass."""
         interval = float(self._conf.agent.report_interval)
@@ -81,11 +97,17 @@ class AgentManager:
                         identity.describe(agent.host_uuid_source, sysfs_root=agent.sysfs_root,
                                           platform_conf=agent.platform_conf))
             return self._fail_delay()
-        labels = self._detect(self._conf.agent.sysfs_root)
+        try:
+            labels = self._detect(self._conf.agent.sysfs_root)
+        except pci.ScanError as err:  # not "no GPU": the last report stays in force
+            LOG.warning("%s; keeping the last report, retrying", err)
+            return self._fail_delay()
         since_report = self._clock() - self._reported_at
         if labels == self._reported and since_report < interval:
             return interval - since_report  # woken early (udev) and nothing changed
-        if self._report(host_uuid, labels):
+        reported = self._report(host_uuid, labels)
+        self._metrics.reported(reported)
+        if reported:
             self._reported = labels
             self._reported_at = self._clock()
             self._backoff = 0.0
@@ -104,12 +126,12 @@ class AgentManager:
                 rpc_context.get_admin_context(), host_uuid, labels)
         except (messaging.MessagingTimeout, messaging.MessageDeliveryFailure) as err:
             LOG.warning("Conductor on topic %s unreachable reporting host %s: %s",
-                        topic, host_uuid, err)
+                        topic, host_uuid, _bounded(err))
         except messaging.RemoteError as err:
             LOG.error("Conductor on topic %s failed the report of host %s: %s %s",
-                      topic, host_uuid, err.exc_type, err.value)
+                      topic, host_uuid, _bounded(err.exc_type, 80), _bounded(err.value))
         except (messaging.MessagingException, exception.SysinvExtException) as err:
-            LOG.error("Report of host %s to topic %s failed: %s", host_uuid, topic, err)
+            LOG.error("Report of host %s to topic %s failed: %s", host_uuid, topic, _bounded(err))
         else:
             self.reports_sent += 1
             LOG.info("Reported device plugins %s of host %s to topic %s",

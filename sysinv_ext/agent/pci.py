@@ -2,12 +2,16 @@
 
 Reads ``<sysfs_root>/bus/pci/devices/*`` (vendor, class, the ``driver`` link; PFs and SR-IOV
 VFs alike) and turns the GPUs found into the device plugin labels a host supports. Knows
-nothing of RPC, udev or the conductor. Unlike sysinv (``lspci`` text class "VGA" and i915 only)
+nothing of RPC, udev or the conductor. A device list that cannot be read raises ``ScanError``:
+a read failure is not "no GPU" (reporting none would remove the node's label). Bad entries are
+skipped with one summary line per scan, however many there are; a host UUID file that is not a
+UUID is refused without echoing it. Unlike sysinv (``lspci`` text class "VGA" and i915 only)
 it accepts display controllers (class 0x0380) and the ``xe`` driver.
 """
 from __future__ import annotations
 
 import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +26,13 @@ GPU_DRIVERS = frozenset({"i915", "xe"})
 # StarlingX constants.K8S_INTEL_GPU_DEVICE_PLUGIN, and the value its conductor labels nodes with.
 INTEL_GPU_LABEL_KEY = "intelgpu"
 INTEL_GPU_LABEL_VALUE = "enabled"
+MAX_HOST_UUID = 64  # what the conductor accepts; a DMI product_uuid is 36
+_UUID_CHARS = frozenset(string.ascii_letters + string.digits + "-")
+_SKIP_EXAMPLES = 3  # bad entries named in the per-scan summary line
+
+
+class ScanError(Exception):
+    """The PCI device list itself could not be read."""
 
 
 @dataclass(frozen=True)
@@ -62,23 +73,36 @@ def read_pci_gpu(device_dir: Path) -> PciGpu | None:
 
 
 def scan_gpus(sysfs_root: str | os.PathLike[str]) -> list[PciGpu]:
-    """All supported Intel GPUs under ``sysfs_root``; a bad entry is logged and skipped."""
+    """All supported Intel GPUs under ``sysfs_root``; bad entries are skipped (one log line).
+
+    :raises ScanError: the device directory cannot be listed
+    """
     devices = Path(sysfs_root) / "bus" / "pci" / "devices"
     try:
         entries = sorted(devices.iterdir())
     except OSError as err:
-        LOG.warning("Cannot list PCI devices in %s: %s", devices, err)
-        return []
-    gpus = []
+        raise ScanError(f"Cannot list PCI devices in {devices}: {err.strerror or err}") from err
+    gpus, skipped = [], []
     for entry in entries:
         try:
             gpu = read_pci_gpu(entry)
         except (OSError, ValueError) as err:
-            LOG.warning("Skipping PCI device %s: %s", entry, err)
+            skipped.append(f"{entry.name} ({_reason(err)})")
             continue
         if gpu is not None:
             gpus.append(gpu)
+    if skipped:
+        more = len(skipped) - _SKIP_EXAMPLES
+        LOG.warning("Skipping %d unreadable PCI device(s) in %s: %s%s", len(skipped), devices,
+                    ", ".join(skipped[:_SKIP_EXAMPLES]), f" and {more} more" if more > 0 else "")
     return gpus
+
+
+def _reason(err: Exception) -> str:
+    """A short reason that never quotes file content (ValueError of int() does)."""
+    if isinstance(err, OSError):
+        return err.strerror or type(err).__name__
+    return "malformed attribute"
 
 
 def supported_device_plugins(gpus: list[PciGpu]) -> dict[str, str]:
@@ -90,12 +114,30 @@ def detect_device_plugins(sysfs_root: str | os.PathLike[str]) -> dict[str, str]:
     return supported_device_plugins(scan_gpus(sysfs_root))
 
 
+def valid_host_uuid(text: str) -> str | None:
+    """``text`` stripped if it looks like a host UUID (letters, digits, dashes, <= 64), else None."""
+    value = text.strip()
+    if value and len(value) <= MAX_HOST_UUID and set(value) <= _UUID_CHARS:
+        return value
+    return None
+
+
 def read_host_uuid(sysfs_root: str | os.PathLike[str]) -> str | None:
-    """``<sysfs_root>/class/dmi/id/product_uuid`` (root-only on most hosts), or None."""
+    """``<sysfs_root>/class/dmi/id/product_uuid`` (root-only on most hosts), or None.
+
+    Reads at most a few hundred bytes; anything that is not a UUID is refused unquoted."""
     path = Path(sysfs_root) / "class" / "dmi" / "id" / "product_uuid"
     try:
-        value = path.read_text().strip()
+        with open(path, "rb") as handle:
+            raw = handle.read(4 * MAX_HOST_UUID + 1)
     except OSError as err:
-        LOG.warning("Cannot read host UUID from %s: %s", path, err)
+        LOG.warning("Cannot read host UUID from %s: %s", path, err.strerror or err)
         return None
-    return value or None
+    if not raw.strip():
+        return None
+    value = valid_host_uuid(raw.decode("ascii", errors="replace"))
+    if value is None:
+        LOG.warning("Host UUID file %s holds no UUID (%s%d bytes, not letters, digits and dashes "
+                    "of at most %d); ignored", path, "at least " if len(raw) > 4 * MAX_HOST_UUID
+                    else "", len(raw), MAX_HOST_UUID)
+    return value

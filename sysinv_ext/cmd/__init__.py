@@ -17,6 +17,10 @@ from types import FrameType
 
 from oslo_config import cfg
 from oslo_log import log as logging
+from prometheus_client import CollectorRegistry
+
+from sysinv_ext.common import metrics
+from sysinv_ext.conf import metrics as metrics_conf
 
 EXIT_USAGE = 2
 LOG = logging.getLogger(__name__)
@@ -33,9 +37,10 @@ class UsageError(Exception):
 
 def parse_args(conf: cfg.ConfigOpts, argv: Sequence[str] | None, *, prog: str, project: str,
                register: Callable[[cfg.ConfigOpts], None],
-               check: Callable[[cfg.ConfigOpts], None] | None = None) -> None:
+               check: Callable[[cfg.ConfigOpts], None] | None = None, setup_logging: bool = True) -> None:
     """Register options on ``conf``, parse ``argv`` and set up oslo.log; raises UsageError."""
     logging.register_options(conf)
+    metrics_conf.register_opts(conf)
     register(conf)
     args = list(sys.argv[1:] if argv is None else argv)
     captured = io.StringIO()
@@ -51,11 +56,14 @@ def parse_args(conf: cfg.ConfigOpts, argv: Sequence[str] | None, *, prog: str, p
         raise UsageError(f"{prog}: {str(exc).strip().splitlines()[0]}") from None
     try:
         _check_values(conf)
+        if conf.metrics_address:
+            metrics.parse_address(conf.metrics_address)
         if check is not None:
             check(conf)
     except (cfg.Error, ValueError) as exc:
         raise UsageError(f"{prog}: {str(exc).strip().splitlines()[0]}") from None
-    logging.setup(conf, project)
+    if setup_logging:
+        logging.setup(conf, project)
 
 
 def _check_values(conf: cfg.ConfigOpts) -> None:
@@ -65,6 +73,24 @@ def _check_values(conf: cfg.ConfigOpts) -> None:
         if isinstance(value, cfg.ConfigOpts.GroupAttr):
             for opt_name in list(value):
                 getattr(value, opt_name)
+
+
+def start_metrics(conf: cfg.ConfigOpts, prog: str) -> tuple[CollectorRegistry | None,
+                                                              metrics.MetricsEndpoint | None]:
+    """[DEFAULT]metrics_address: a registry and its endpoint, or (None, None) when unset.
+
+    A port that cannot be bound is logged and the service runs on without metrics.
+    """
+    metrics_conf.register_opts(conf)  # idempotent; services built on a ConfigOpts of their own
+    if not conf.metrics_address:
+        return None, None
+    registry = CollectorRegistry()
+    try:
+        return registry, metrics.serve(conf.metrics_address, registry, prog)
+    except OSError as err:
+        LOG.error("%s: cannot serve metrics on %s: %s; running without them", prog,
+                  conf.metrics_address, err)
+        return None, None
 
 
 def usage_exit(error: UsageError) -> int:

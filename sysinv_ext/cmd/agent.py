@@ -16,8 +16,9 @@ from oslo_log import log as logging
 
 # sysinv_ext.cmd (imported first) silences eventlet's import-time banner before oslo.messaging loads.
 from sysinv_ext.agent.manager import AgentManager
+from sysinv_ext.agent.metrics import NO_AGENT_METRICS, agent_metrics
 from sysinv_ext.agent.udev import UdevWatcher
-from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
+from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
 from sysinv_ext.common import rpc
 from sysinv_ext.conductor.rpcapi import ConductorAPI
 from sysinv_ext.conf import agent as agent_conf
@@ -43,7 +44,9 @@ class AgentService:
     def run(self) -> int:
         conf = self.conf
         transport, api = conductor_api(conf)
-        manager = AgentManager(conf, api)
+        registry, endpoint = start_metrics(conf, PROG)
+        manager = AgentManager(conf, api, metrics=NO_AGENT_METRICS if registry is None
+                               else agent_metrics(registry))
         watcher = UdevWatcher(manager.wake)
         if conf.agent.udev_events:
             watcher.start()
@@ -75,6 +78,8 @@ class AgentService:
                 transport.cleanup()
             else:
                 api.close()
+            if endpoint is not None:
+                endpoint.close()
         return 0
 
 

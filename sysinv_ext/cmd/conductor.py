@@ -1,10 +1,17 @@
 """``sysinv-gpu-conductor --config-file FILE``: the conductor service (threads, no eventlet).
 
 Order at start: parse config and set up oslo.log; upgrade the label database to the newest
-alembic revision (retrying with back-off while it is unreachable); start the RPC server
-(``start_rpc_servers``: AMQP on ``[conductor]topic``/``[conductor]host``, or sysinv's ZeroMQ
-when ``[DEFAULT]rpc_backend_zeromq``); start the audit thread. SIGTERM or SIGINT stop
-everything cleanly; only the main thread decides the exit code.
+alembic revision (retrying with back-off while it is unreachable); start the node cache
+(LIST + WATCH, also on a standby, so a takeover starts warm); then, with
+``[conductor]leader_election`` (default), compete for the Kubernetes Lease and only while
+holding it serve: the RPC server (``start_rpc_servers``: AMQP on
+``[conductor]topic``/``[conductor]host``, or sysinv's ZeroMQ when
+``[DEFAULT]rpc_backend_zeromq``) and the audit thread.
+Only the active conductor consumes the topic (and binds any ZeroMQ port): a standby never
+answers, so a caller never gets a reply from a conductor that does not patch; requests sent
+during a takeover wait in the broker's queue. Losing the Lease stops serving. SIGTERM or
+SIGINT stop everything cleanly (the Lease is released, so the standby takes over at once);
+only the main thread decides the exit code.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.cmd import UsageError, parse_args, stop_on_signals, usage_exit
+from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
 from sysinv_ext.common import exception
 from sysinv_ext.conf import register_conductor_opts, zeromq
 from sysinv_ext.conf.conductor import database_url
@@ -43,6 +50,7 @@ def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
     from sysinv_ext.db import migration
 
     url = database_url(conf)
+    _set_aside_corrupt(url)
     delay = float(conf.database.connect_retry_interval)
     while not stop.is_set():
         try:
@@ -54,6 +62,8 @@ def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
                 engine.dispose()
             return True
         except Exception as err:  # any driver/alembic failure: log, wait, retry
+            if migration.sqlite_file(url):  # a local file does not come back by waiting
+                raise exception.DatabaseError(action="upgrade", reason=_one_line(err)) from err
             LOG.error("Cannot upgrade label database %s: %s; retrying in %.0f s",
                       db_api.describe_url(url), err, delay)
         stop.wait(delay)
@@ -61,8 +71,74 @@ def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
     return False
 
 
+def _set_aside_corrupt(url: str) -> None:
+    """A corrupt SQLite file is moved aside and a fresh database used: its rows are rebuilt by
+    the agents' next reports (every [agent]report_interval), so serving beats crash-looping."""
+    from sysinv_ext.db import migration
+
+    try:
+        moved = migration.set_aside_corrupt_sqlite(url)
+    except OSError as err:
+        raise exception.DatabaseError(action="moving a corrupt database aside",
+                                      reason=_one_line(err)) from err
+    if moved:
+        LOG.error("Label database %s is corrupt (%s): moved aside to %s; starting with an empty "
+                  "database (agents re-report their GPUs)", migration.sqlite_file(url), *moved[::-1])
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_lease_options(conf: cfg.ConfigOpts) -> None:
+    """client-go's rules: retry_period < renew_deadline < duration (else two could serve)."""
+    group = conf.conductor
+    if not group.lease_retry_period < group.lease_renew_deadline < group.lease_duration:
+        raise exception.ConfigurationError(
+            reason=f"[conductor] needs lease_retry_period ({group.lease_retry_period}) < "
+            f"lease_renew_deadline ({group.lease_renew_deadline}) < lease_duration "
+            f"({group.lease_duration})")
+
+
+class Serving:
+    """What only the active conductor runs: the RPC server (AMQP or ZeroMQ) and the audit."""
+
+    def __init__(self, conf: cfg.ConfigOpts, manager: Any, fatal: threading.Event) -> None:
+        self.conf, self.manager, self._fatal = conf, manager, fatal
+        self._lock = threading.Lock()
+        self._servers: RpcServers | None = None
+        self._term = threading.Event()  # set when this term of serving ends
+        self._audit: Any = None
+
+    def start(self) -> None:
+        from sysinv_ext.conductor.audit import AuditLoop
+
+        with self._lock:
+            if self._servers is not None:
+                return
+            self.manager.activate()
+            self._term = threading.Event()
+            self._servers = start_rpc_servers(self.conf, self.manager, self._term, fatal=self._fatal)
+            self._audit = AuditLoop(self.manager.audit, self.conf.conductor.audit_interval,
+                                    metrics=self.manager.metrics)
+            self._audit.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            servers, self._servers = self._servers, None
+            if servers is None:
+                return
+            self._term.set()  # a start still in progress (broker down, port taken) gives up
+            self.manager.deactivate()
+            if self._audit is not None:
+                self._audit.stop()
+            stop_rpc_servers(servers)
+            LOG.info("Conductor %s no longer serving", self.conf.conductor.host)
+
+
 class ConductorService:
-    """RPC server + audit thread around one ConductorManager."""
+    """Node cache, leader election and, while active, RPC server + audit thread."""
 
     def __init__(self, conf: cfg.ConfigOpts, stop: threading.Event | None = None) -> None:
         self.conf = conf
@@ -71,26 +147,47 @@ class ConductorService:
     def run(self) -> int:
         from sysinv_ext.common import rpc
         from sysinv_ext.conductor import kube
-        from sysinv_ext.conductor.audit import AuditLoop
+        from sysinv_ext.conductor.kube.lease import LeaderElector, LeaseConfig
         from sysinv_ext.conductor.manager import ConductorManager
+        from sysinv_ext.conductor.metrics import NO_CONDUCTOR_METRICS, conductor_metrics
 
         conf = self.conf
         rpc.register_opts(conf)  # [DEFAULT]transport_url, control_exchange (default sysinv)
+        if conf.conductor.leader_election:
+            check_lease_options(conf)
         if not upgrade_database(conf, self.stop_event):
             return 0
         kube.warm_up()
-        manager = ConductorManager(conf)
-        audit = AuditLoop(manager.audit, conf.conductor.audit_interval)
-        servers = start_rpc_servers(conf, manager, self.stop_event)
-        audit.start()
+        registry, endpoint = start_metrics(conf, PROG)
+        metrics = NO_CONDUCTOR_METRICS if registry is None else conductor_metrics(registry)
+        manager = ConductorManager(conf, metrics=metrics)
+        serving = Serving(conf, manager, self.stop_event)
+        elector = None
+        if conf.conductor.leader_election:
+            manager.deactivate()  # standby until the Lease is ours
+            group = conf.conductor
+            elector = LeaderElector(manager.kube, LeaseConfig(
+                namespace=group.lease_namespace, name=group.lease_name, identity=group.host,
+                duration=group.lease_duration, renew_deadline=group.lease_renew_deadline,
+                retry_period=group.lease_retry_period), on_started=serving.start,
+                on_stopped=serving.stop)
+        manager.start()  # node cache: LIST + WATCH, warm on a standby too
+        if elector is not None:
+            elector.start()
+        else:
+            serving.start()
         try:
             while not self.stop_event.wait(1.0):
                 pass
         finally:
             LOG.info("Conductor %s stopping", conf.conductor.host)
-            audit.stop()
-            stop_rpc_servers(servers)
+            if elector is not None:
+                elector.stop(STOP_TIMEOUT)  # steps down (serving.stop) and releases the Lease
+            serving.stop()
+            manager.close()
             manager.engine.dispose()
+            if endpoint is not None:
+                endpoint.close()
         return 0
 
 
@@ -104,12 +201,17 @@ class RpcServers:
         self.endpoint = ""  # ZeroMQ: tcp://[ip]:port actually bound
 
 
-def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event) -> RpcServers:
-    """Start serving ``manager`` on a thread and return at once (the seam for HA leadership).
+def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event, *,
+                      fatal: threading.Event | None = None) -> RpcServers:
+    """Start serving ``manager`` on a thread and return at once (called when the Lease is ours).
 
     AMQP: oslo.messaging's start() blocks while the broker is unreachable, so the main thread
     stays free for SIGTERM. ZeroMQ: a failed bind (port in use) is retried with back-off.
+    ``stop`` ends this term: a start still in progress gives up, and a server that comes up
+    after it is stopped at once (a standby never serves). A server that cannot start at all
+    sets ``fatal`` (default ``stop``).
     """
+    fatal = stop if fatal is None else fatal
     from sysinv_ext.common import rpc
 
     servers = RpcServers("zmq" if conf.rpc_backend_zeromq else "amqp")
@@ -125,7 +227,10 @@ def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event)
             server.start()
         except Exception:
             LOG.exception("RPC server failed to start")
-            stop.set()
+            fatal.set()
+            return
+        if stop.is_set():  # stepped down while start() waited for the broker
+            rpc.stop_server(server)
             return
         servers.stop = lambda: rpc.stop_server(server)
         servers.started.set()
@@ -151,6 +256,9 @@ def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event)
                 stop.wait(delay)
                 delay = min(delay * 2, 30.0)
                 continue
+            if stop.is_set():  # stepped down meanwhile: a standby does not bind
+                server.stop()
+                return
             servers.stop, servers.endpoint = server.stop, server.endpoint
             servers.started.set()
             LOG.info("Conductor %s serving ZeroMQ RPC at %s (sysinv's zerorpc wire, no broker)",

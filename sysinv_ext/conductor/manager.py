@@ -1,16 +1,23 @@
 """Server side of the conductor RPC API: device plugin reports in, node labels out.
 
 ``normalize_payload`` (pure) turns both StarlingX payloads into one report; ``ConductorManager``
-reconciles it under a lock (endpoints run on a thread pool): enabled + reported labels are
-recorded and PATCHed on the node at once, enabled + not reported are removed, keys of plugins
-not enabled are never touched. ``audit()`` re-applies recorded labels that went missing.
-Knows nothing of the agent; reaches Kubernetes only through ``kube`` and the DB through ``db.api``.
+reconciles it (endpoints run on a thread pool): enabled + reported labels are recorded and
+PATCHed on the node at once, enabled + not reported are recorded as absent and removed, keys
+of plugins not enabled are never touched. Work for one host is ordered by a per-host lock;
+different hosts run concurrently. Nodes come from a LIST + WATCH cache (no API request per
+report); a host with no node yet is recorded and labelled when its node appears (watch event).
+The database is written only when the recorded state changes. ``audit()`` (one LIST) converges
+every node both ways. Only the active conductor (Lease, see cmd/conductor) reacts to events.
+Knows nothing of the agent; reaches Kubernetes only through ``kube`` and the DB through
+``state``/``db.api``.
 """
 from __future__ import annotations
 
+import reprlib
 import threading
+import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -20,16 +27,21 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.common import exception
+from sysinv_ext.common.memory import release_memory
 from sysinv_ext.conductor import audit as audit_mod
 from sysinv_ext.conductor.kube import KubeClient, Node, index_by_system_uuid
+from sysinv_ext.conductor.kube.cache import NodeCache
+from sysinv_ext.conductor.metrics import NO_CONDUCTOR_METRICS, ConductorGauges, ConductorMetrics, outcome_of
 from sysinv_ext.conductor.plugins import PluginsFile, is_label_key, is_label_value
-from sysinv_ext.conf.conductor import database_url
+from sysinv_ext.conductor.state import DesiredState, HostLocks, LogLimiter
+from sysinv_ext.conf.conductor import DEFAULT_PENDING_LIMIT, DEFAULT_PENDING_TTL, database_url
 from sysinv_ext.db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
 MAX_REPORTED = 64
-AUDIT_PATCH_WORKERS = 8  # concurrent PATCHes while an audit restores labels
+AUDIT_PATCH_WORKERS = 16  # concurrent PATCHes while an audit restores labels
+EVENT_WORKERS = 8  # threads applying labels on watch events (pending hosts, labels removed by hand)
 _EXPECTED = (exception.InvalidPayload, exception.HostNotFound, exception.NodeNotFound,
              exception.KubeAPIError, exception.DatabaseError)
 
@@ -43,8 +55,13 @@ class PluginReport:
     form: str  # "2023" (device_plugins) or "2019" (device_plugin_labels)
 
 
-def _invalid(host_uuid: object, reason: str) -> exception.InvalidPayload:
-    return exception.InvalidPayload(host_uuid=repr(host_uuid)[:80], reason=reason)
+def _invalid(host_uuid: object, reason: str, limit: int = 300) -> exception.InvalidPayload:
+    """The error logged and sent back to the caller: bounded, whatever the payload's size."""
+    host = repr(host_uuid[:81] if isinstance(host_uuid, str) else host_uuid)
+    host = host if len(host) <= 80 else host[:80] + "..."
+    if len(reason) > limit:
+        reason = f"{reason[:limit]}... ({len(reason)} chars)"
+    return exception.InvalidPayload(host_uuid=host, reason=reason)
 
 
 def _check_list(host_uuid: object, name: str, value: object) -> list[Any]:
@@ -71,15 +88,16 @@ def normalize_payload(host_uuid: object, device_plugins: object = None,
     if device_plugins is not None:
         for entry in _check_list(host_uuid, "device_plugins", device_plugins):
             if not is_label_key(entry):
-                raise _invalid(host_uuid, f"device_plugins entry {entry!r} is not a label key")
+                raise _invalid(host_uuid, f"device_plugins entry {reprlib.repr(entry)} is not a "
+                               "label key")
             keys.append(entry)
         form = "2023"
     elif device_plugin_labels is not None:
         for entry in _check_list(host_uuid, "device_plugin_labels", device_plugin_labels):
             if not isinstance(entry, Mapping) or not is_label_key(entry.get("label_key")) \
                     or not is_label_value(entry.get("label_value")):
-                raise _invalid(host_uuid, f"device_plugin_labels entry {entry!r} is not "
-                               "{'label_key': KEY, 'label_value': VALUE}")
+                raise _invalid(host_uuid, f"device_plugin_labels entry {reprlib.repr(entry)} is "
+                               "not {'label_key': KEY, 'label_value': VALUE}")
             keys.append(str(entry["label_key"]))
         form = "2019"
     else:
@@ -95,14 +113,18 @@ def desired_labels(enabled: Mapping[str, str], reported: frozenset[str]) -> dict
 class ConductorManager:
     """RPC endpoint of the conductor (topic ``sysinv.conductor_manager``).
 
-    Accepts target versions 1.0 and 1.1 (StarlingX agents send 1.0, cap 1.1).
+    Accepts target versions 1.0 and 1.1 (StarlingX agents send 1.0, cap 1.1). Active from
+    the start unless ``deactivate()`` is called (the service does so until it holds the Lease).
     """
 
     RPC_API_VERSION = "1.1"
     target = messaging.Target(version=RPC_API_VERSION)
 
     def __init__(self, conf: cfg.ConfigOpts | None = None, *, kube: KubeClient | None = None,
-                 engine: db_api.Engine | None = None, plugins: PluginsFile | None = None) -> None:
+                 engine: db_api.Engine | None = None, plugins: PluginsFile | None = None,
+                 metrics: ConductorMetrics = NO_CONDUCTOR_METRICS) -> None:
+        self.metrics = metrics
+        ttl, limit = float(DEFAULT_PENDING_TTL), DEFAULT_PENDING_LIMIT
         if conf is None:
             if kube is None or engine is None or plugins is None:
                 raise ValueError("ConductorManager needs conf, or kube, engine and plugins")
@@ -111,9 +133,43 @@ class ConductorManager:
             self.kube = kube if kube is not None else KubeClient.from_conf(conf)
             self.engine = engine if engine is not None else db_api.get_engine(database_url(conf))
             self.plugins = plugins if plugins is not None else PluginsFile(
-                conf.conductor.enabled_kube_plugins)
-        self._lock = threading.Lock()
-        self._nodes: dict[str, Node] = {}  # systemUUID -> last node seen (LIST, GET or PATCH)
+                conf.conductor.enabled_kube_plugins, conf.conductor.allowed_label_keys)
+            ttl, limit = float(conf.conductor.pending_host_ttl), conf.conductor.pending_host_limit
+        self.state = DesiredState(self.engine, pending_ttl=ttl, pending_limit=limit)
+        self.cache = NodeCache(self.kube, on_change=self._node_changed)
+        self._locks = HostLocks()
+        self._events = ThreadPoolExecutor(max_workers=EVENT_WORKERS, thread_name_prefix="node-event")
+        self._active = threading.Event()
+        self._active.set()
+        self._pending_log = LogLimiter()
+        metrics.observe(ConductorGauges(node_cache=self.cache.__len__, pending_hosts=self.state.pending,
+                                        watch_restarts=lambda: max(0, self.cache.watches - 1),
+                                        leader=self._active.is_set))
+
+    # -- lifecycle (the service; tests may rely on the lazy start) -----------------------------
+    def start(self) -> None:
+        """Load the recorded state and start the node cache (LIST + WATCH); idempotent, also
+        done by the first report or audit."""
+        self.state.ensure_loaded()
+        self.cache.start()
+
+    def close(self) -> None:
+        self._active.clear()
+        self.cache.stop(timeout=1.0)
+        self._events.shutdown(wait=False, cancel_futures=True)
+
+    def activate(self) -> None:
+        """Become the active conductor: re-read the database (the peer may have written)."""
+        hosts = self.state.load()
+        self._active.set()
+        LOG.info("Conductor active: %d hosts recorded, %d nodes cached", hosts, len(self.cache))
+
+    def deactivate(self) -> None:
+        self._active.clear()
+
+    @property
+    def active(self) -> bool:
+        return self._active.is_set()
 
     # -- RPC endpoint -----------------------------------------------------------------------
     @messaging.expected_exceptions(*_EXPECTED)  # type: ignore[untyped-decorator]
@@ -126,8 +182,9 @@ class ConductorManager:
         :param host_uuid: the reporting host; matched to the node's status.nodeInfo.systemUUID
         :param device_plugins: 2023 form, list of label keys, e.g. ["intelgpu"]
         :param device_plugin_labels: 2019 form, [{"label_key": ..., "label_value": ...}]
-        :returns: {"node": name, "labels": {key: value}, "removed": [key, ...]}
-        :raises: InvalidPayload, HostNotFound, KubeAPIError, NodeNotFound, DatabaseError
+        :returns: {"node": name (None while the host has no node yet), "labels": {key: value},
+                   "removed": [key, ...]}
+        :raises: InvalidPayload, KubeAPIError, DatabaseError
         """
         request_id = context.get("request_id") if isinstance(context, Mapping) else None
         return self.report(host_uuid, device_plugins, device_plugin_labels, request_id=request_id)
@@ -136,115 +193,160 @@ class ConductorManager:
     def report(self, host_uuid: Any, device_plugins: Any = None, device_plugin_labels: Any = None,
                *, request_id: str | None = None) -> dict[str, Any]:
         """The endpoint's work, raising our exceptions (not ExpectedException)."""
+        started = time.monotonic()
         try:
             report = normalize_payload(host_uuid, device_plugins, device_plugin_labels)
-            return self.reconcile(report)
+            result = self.reconcile(report)
         except exception.SysinvExtException as err:
+            self.metrics.reported(outcome_of(err))
             LOG.warning("Device plugin report %s rejected: %s", request_id or "-", err)
             raise
+        self.metrics.reported("applied" if result["node"] else "pending")
+        if result["node"]:
+            self.metrics.labelled(time.monotonic() - started)
+        return result
 
     def reconcile(self, report: PluginReport) -> dict[str, Any]:
-        """Record and apply one report (serialized: one report or audit at a time)."""
-        with self._lock:
-            enabled = self.plugins.current()
-            ignored = sorted(report.keys - enabled.keys())
-            if ignored:
-                LOG.info("Host %s reports %s, not enabled in %s: ignored", report.host_uuid,
-                         ignored, self.plugins.path)
-            desired = desired_labels(enabled, report.keys)
-            try:
-                node = self._current_node(report.host_uuid)
-            except exception.KubeAPIError:
-                self._record(report.host_uuid, desired)  # the audit applies it once the API is back
-                raise
-            self._record(report.host_uuid, desired)
+        """Record and apply one report (ordered with other work for the same host)."""
+        enabled = self.plugins.current()
+        ignored = sorted(report.keys - enabled.keys())
+        if ignored:
+            LOG.info("Host %s reports %s, not enabled in %s: ignored", report.host_uuid,
+                     ignored, self.plugins.path)
+        desired = desired_labels(enabled, report.keys)
+        host = report.host_uuid
+        self.start()
+        synced = self.cache.wait_synced(self.kube.request_timeout)
+        labels = {k: v for k, v in desired.items() if v is not None}
+        with self._locks.hold(host):
+            node = self.cache.get(host) if synced else None
+            outcome = self.state.record(host, desired, seen=node is not None) if desired else "-"
+            if not synced:
+                raise exception.KubeAPIError(
+                    action=f"look up the node of host {host}",
+                    reason="the node cache has no LIST yet (API unreachable); the report is "
+                    "recorded and applied once the API answers")
+            if node is None:
+                self._log_pending(host, outcome)
+                return {"node": None, "labels": labels, "removed": []}
             patch = {k: v for k, v in desired.items() if node.labels.get(k) != v}
             if patch:
-                node = self._patch(node, report.host_uuid, patch)
-                LOG.info("Node %s (host %s): labels set %s, removed %s", node.name,
-                         report.host_uuid, {k: v for k, v in patch.items() if v is not None},
-                         sorted(k for k, v in patch.items() if v is None))
-            return {"node": node.name,
-                    "labels": {k: v for k, v in desired.items() if v is not None},
+                try:
+                    node = self._patch(node, patch, "report")
+                except exception.NodeNotFound:  # deleted meanwhile: pending again
+                    return {"node": None, "labels": labels, "removed": []}
+            return {"node": node.name, "labels": labels,
                     "removed": sorted(k for k, v in patch.items() if v is None)}
 
     def audit(self) -> audit_mod.AuditResult:
-        """One LIST of nodes, then only the PATCHes needed (see audit.plan_audit)."""
-        with self._lock:
-            enabled = MappingProxyType(dict(self.plugins.current()))
-            nodes = self._refresh_nodes()
-            plan = audit_mod.plan_audit(self._nodes, db_api.label_get_all(self.engine), enabled,
-                                        forget_disabled=self.plugins.valid)
-            for record in plan.forget:
-                LOG.info("Label %s of host %s: plugin no longer enabled, record dropped "
-                         "(node left untouched)", record.label_key, record.host_uuid)
-                db_api.label_delete(self.engine, record.host_uuid, record.label_key)
-            for record in plan.revalue:
-                db_api.label_update(self.engine, record.host_uuid, record.label_key,
-                                    enabled[record.label_key])
-            for host in plan.hosts_without_node:
-                LOG.warning("Label audit: no Kubernetes node has systemUUID %s; will retry", host)
-            failed = self._apply_patches(plan.patches)
-            return audit_mod.AuditResult(nodes=nodes, patched=len(plan.patches) - failed,
-                                         failed=failed, forgotten=len(plan.forget),
-                                         hosts_without_node=len(plan.hosts_without_node))
-
-    # -- internals (call with the lock held) ------------------------------------------------
-    def _apply_patches(self, patches: Mapping[str, Mapping[str, str]]) -> int:
-        """PATCH nodes concurrently (a few at a time); returns how many failed."""
-        by_name = {node.name: node for node in self._nodes.values()}
-        failed = 0
-        if not patches:
-            return 0
-        with ThreadPoolExecutor(max_workers=min(AUDIT_PATCH_WORKERS, len(patches)),
-                                thread_name_prefix="audit-patch") as pool:
-            futures = {}
-            for name, labels in sorted(patches.items()):
-                LOG.info("Label audit: restoring %s on node %s", dict(labels), name)
-                futures[pool.submit(self.kube.patch_node_labels, name, labels)] = by_name[name]
-            for future in as_completed(futures):
-                node = futures[future]
-                try:
-                    self._nodes[node.system_uuid] = future.result()
-                except exception.NodeNotFound as err:
-                    self._nodes.pop(node.system_uuid, None)
-                    failed += 1
-                    LOG.warning("Label audit: node %s not updated, will retry: %s", node.name, err)
-                except exception.KubeAPIError as err:
-                    failed += 1
-                    LOG.warning("Label audit: node %s not updated, will retry: %s", node.name, err)
-        return failed
-
-    def _refresh_nodes(self) -> int:
+        """One LIST of nodes; only the changes needed, PATCHed concurrently (bounded)."""
+        self.start()
+        enabled = MappingProxyType(dict(self.plugins.current()))
         nodes = self.kube.list_nodes()
-        self._nodes = index_by_system_uuid(nodes)
-        return len(nodes)
+        self.cache.merge(nodes, notify=False)
+        self.state.refresh()
+        plan = audit_mod.plan_audit(index_by_system_uuid(nodes), self.state.hosts(), enabled,
+                                    forget_disabled=self.plugins.valid)
+        forgotten = 0
+        for host, keys in plan.forget.items():
+            with self._locks.hold(host):
+                LOG.info("Labels %s of host %s: plugin no longer enabled, record dropped "
+                         "(node left untouched)", sorted(keys), host)
+                self.state.drop_keys(host, set(keys))
+                forgotten += len(keys)
+        for host, values in plan.revalue.items():
+            with self._locks.hold(host):
+                self.state.revalue(host, values)
+        expired = self.state.expire()
+        if expired:
+            LOG.info("Label audit: forgot %d hosts that reported but never had a node for %.0f s, "
+                     "e.g. %s", len(expired), self.state.pending_ttl, expired[:3])
+        for node in nodes:  # hosts whose node appeared while no event was seen
+            entry = self.state.get(node.system_uuid)
+            if entry is not None and not entry.seen:
+                with self._locks.hold(node.system_uuid):
+                    self.state.mark_seen(node.system_uuid)
+        if plan.hosts_without_node:
+            LOG.warning("Label audit: %d hosts have recorded labels but no Kubernetes node "
+                        "(e.g. %s); labelled when their node appears", len(plan.hosts_without_node),
+                        ", ".join(plan.hosts_without_node[:3]))
+        patched, failed = self._converge_all(list(plan.patches))
+        release_memory()  # the decoded LIST is garbage now
+        return audit_mod.AuditResult(nodes=len(nodes), patched=patched, failed=failed,
+                                     forgotten=forgotten,
+                                     hosts_without_node=len(plan.hosts_without_node),
+                                     expired=len(expired))
 
-    def _current_node(self, host_uuid: str) -> Node:
-        cached = self._nodes.get(host_uuid)
-        if cached is not None:
-            try:
-                fresh = self.kube.get_node(cached.name)
-                if fresh.system_uuid == host_uuid:
-                    self._nodes[host_uuid] = fresh
-                    return fresh
-            except exception.NodeNotFound:
-                pass
-        self._refresh_nodes()  # unknown, renamed or deleted node: one LIST
-        found = self._nodes.get(host_uuid)
-        if found is None:
-            raise exception.HostNotFound(host_uuid=host_uuid)
-        return found
+    # -- internals --------------------------------------------------------------------------
+    def _log_pending(self, host: str, outcome: str) -> None:
+        allowed, skipped = self._pending_log.allow()
+        if not allowed:
+            return
+        more = f" ({skipped} more such reports not logged)" if skipped else ""
+        if outcome == "refused":
+            LOG.warning("Host %s has no Kubernetes node and %d hosts are already pending: report "
+                        "not recorded (its next periodic report is applied once the node "
+                        "exists)%s", host, self.state.pending_limit, more)
+        else:
+            LOG.info("Host %s has no Kubernetes node yet: recorded, labelled when the node "
+                     "appears%s", host, more)
 
-    def _record(self, host_uuid: str, desired: Mapping[str, str | None]) -> None:
-        if desired:
-            db_api.label_sync(self.engine, host_uuid, desired)
-
-    def _patch(self, node: Node, host_uuid: str, labels: Mapping[str, str | None]) -> Node:
+    def _node_changed(self, node: Node) -> None:
+        """Watch thread: a node is new or changed. Quick check; real work on the pool."""
+        if not self._active.is_set() or not node.system_uuid:
+            return
+        entry = self.state.get(node.system_uuid)
+        if entry is None:
+            return
+        if entry.seen and not audit_mod.host_patch(entry, node, self.plugins.current()):
+            return
         try:
-            patched = self.kube.patch_node_labels(node.name, labels)
-        except exception.NodeNotFound:
-            self._nodes.pop(host_uuid, None)
-            raise
-        self._nodes[host_uuid] = patched
+            self._events.submit(self._converge_logged, node.system_uuid)
+        except RuntimeError:  # pool shut down (closing)
+            pass
+
+    def _converge_logged(self, host: str) -> None:
+        try:
+            self._converge(host, "watch")
+        except exception.SysinvExtException as err:
+            LOG.warning("Labels of host %s not applied from the node watch, the audit retries: %s",
+                        host, err)
+
+    def _converge(self, host: str, why: str) -> bool:
+        """Bring the node of ``host`` in line with its record; True if it was PATCHed."""
+        with self._locks.hold(host):
+            entry, node = self.state.get(host), self.cache.get(host)
+            if entry is None or node is None or not self._active.is_set():
+                return False
+            self.state.mark_seen(host)
+            patch = audit_mod.host_patch(entry, node, self.plugins.current())
+            if not patch:
+                return False
+            self._patch(node, patch, why)
+            if not entry.seen:  # a pending host's labels landed: from its recorded report on
+                self.metrics.labelled(time.time() - entry.reported_at)
+            return True
+
+    def _converge_all(self, hosts: list[str]) -> tuple[int, int]:
+        """``_converge`` for many hosts, a bounded number at a time: (patched, failed)."""
+        if not hosts:
+            return 0, 0
+        patched = failed = 0
+        with ThreadPoolExecutor(max_workers=min(AUDIT_PATCH_WORKERS, len(hosts)),
+                                thread_name_prefix="audit-patch") as pool:
+            futures = {pool.submit(self._converge, host, "audit"): host for host in hosts}
+            for future, host in futures.items():
+                try:
+                    patched += bool(future.result())
+                except exception.SysinvExtException as err:
+                    failed += 1
+                    LOG.warning("Label audit: host %s not updated, will retry: %s", host, err)
+        return patched, failed
+
+    def _patch(self, node: Node, labels: Mapping[str, str | None], why: str) -> Node:
+        patched = self.kube.patch_node_labels(node.name, labels)
+        self.cache.update(patched)
+        LOG.info("Node %s (host %s, %s): labels set %s, removed %s", node.name, node.system_uuid,
+                 why, {k: v for k, v in labels.items() if v is not None},
+                 sorted(k for k, v in labels.items() if v is None))
         return patched

@@ -12,7 +12,7 @@ import copy
 from oslo_config import cfg
 
 from sysinv_ext.common import constants
-from sysinv_ext.conf import conductor, kubernetes, zeromq
+from sysinv_ext.conf import conductor, kubernetes, metrics, zeromq
 
 # The [DEFAULT] messaging options worth showing in our samples, and the defaults our
 # services set (sysinv's services call set_defaults(control_exchange='sysinv')).
@@ -45,9 +45,14 @@ def _messaging_default_opts() -> list[cfg.Opt]:
     return sorted(selected, key=lambda o: o.name)
 
 
+def _default_opts() -> list[cfg.Opt]:
+    """[DEFAULT] of both services: the messaging options above, sysinv's ZeroMQ ones, metrics_address."""
+    return _messaging_default_opts() + zeromq.opts + [opt for _, opts in metrics.list_opts() for opt in opts]
+
+
 def list_conductor_opts() -> OptList:
     """Options read by sysinv-gpu-conductor, for oslo-config-generator."""
-    result: OptList = [("DEFAULT", _messaging_default_opts() + zeromq.opts)]
+    result: OptList = [("DEFAULT", _default_opts())]
     result.extend(conductor.list_opts())
     result.extend(kubernetes.list_opts())
     return result
@@ -57,6 +62,6 @@ def list_agent_opts() -> OptList:
     """Options read by sysinv-gpu-agent, for oslo-config-generator."""
     from sysinv_ext.conf import agent  # owned by the agent side
 
-    result: OptList = [("DEFAULT", _messaging_default_opts() + zeromq.opts)]
+    result: OptList = [("DEFAULT", _default_opts())]
     result.extend(agent.list_opts())
     return result

@@ -1,8 +1,10 @@
-"""Plain functions over the label table (noun_verb names, as sysinv/cyborg) and engine creation.
+"""Plain functions over the label and host tables (noun_verb names, as sysinv/cyborg) and
+engine creation.
 
-Each function runs in its own short transaction and returns frozen ``LabelRecord`` values,
-never ORM objects. SQLAlchemy errors become our exceptions (``LabelAlreadyExists``,
-``LabelNotFound``, ``DatabaseError``) with the original chained.
+Each function runs in its own short transaction and returns frozen ``LabelRecord`` /
+``HostState`` values, never ORM objects. A label value of None records "must be absent".
+SQLAlchemy errors become our exceptions (``LabelAlreadyExists``, ``LabelNotFound``,
+``DatabaseError``) with the original chained.
 """
 from __future__ import annotations
 
@@ -10,18 +12,20 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, select
+from sqlalchemy import create_engine, delete, event, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from sysinv_ext.common import exception
-from sysinv_ext.db.models import Label
+from sysinv_ext.db.models import Host, Label
 
-__all__ = ["Engine", "LabelRecord", "describe_url", "get_engine", "label_create", "label_delete",
+__all__ = ["Engine", "HostState", "LabelRecord", "describe_url", "get_engine", "host_expire",
+           "host_mark_seen", "host_record", "host_state_get_all", "label_create", "label_delete",
            "label_get", "label_get_all", "label_get_by_host", "label_set", "label_sync", "label_update"]
 
 
@@ -29,7 +33,7 @@ __all__ = ["Engine", "LabelRecord", "describe_url", "get_engine", "label_create"
 class LabelRecord:
     host_uuid: str
     label_key: str
-    label_value: str
+    label_value: str | None  # None: recorded as removed (the key must be absent on the node)
     created_at: datetime
     updated_at: datetime | None
 
@@ -161,11 +165,13 @@ def label_get(engine: Engine, host_uuid: str, label_key: str) -> LabelRecord:
         return LabelRecord.of(row)
 
 
-def label_get_all(engine: Engine) -> list[LabelRecord]:
-    """Every recorded label, ordered by host then key."""
+def label_get_all(engine: Engine, *, include_absent: bool = False) -> list[LabelRecord]:
+    """Every recorded label (with ``include_absent``, recorded removals too), by host and key."""
+    query = select(Label).order_by(Label.host_uuid, Label.label_key)
+    if not include_absent:
+        query = query.where(Label.label_value.is_not(None))
     with _session(engine, "label_get_all") as session:
-        rows = session.scalars(select(Label).order_by(Label.host_uuid, Label.label_key))
-        return [LabelRecord.of(row) for row in rows]
+        return [LabelRecord.of(row) for row in session.scalars(query)]
 
 
 def label_get_by_host(engine: Engine, host_uuid: str) -> list[LabelRecord]:
@@ -182,3 +188,84 @@ def label_delete(engine: Engine, host_uuid: str, label_key: str) -> bool:
         result = session.execute(delete(Label).where(Label.host_uuid == host_uuid,
                                                      Label.label_key == label_key))
         return bool(getattr(result, "rowcount", 0))
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What is recorded for one host: desired labels (None = absent) and whether its node
+    was ever seen (hosts never seen are pending and expire)."""
+
+    host_uuid: str
+    labels: Mapping[str, str | None]
+    seen: bool
+    reported_at: datetime
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)  # SQLite
+
+
+def host_state_get_all(engine: Engine) -> dict[str, HostState]:
+    """Every host's recorded state (two queries); label rows without a host row count as
+    seen hosts (written by code older than revision 0002)."""
+    with _session(engine, "host_state_get_all") as session:  # plain rows: no ORM objects
+        hosts = {uuid: (reported, seen) for uuid, reported, seen in session.execute(
+            select(Host.host_uuid, Host.reported_at, Host.seen_at))}
+        labels: dict[str, dict[str, str | None]] = {}
+        for uuid, key, value in session.execute(
+                select(Label.host_uuid, Label.label_key, Label.label_value)):
+            labels.setdefault(uuid, {})[key] = value
+    now = datetime.now(timezone.utc)
+    result = {}
+    for uuid in hosts.keys() | labels.keys():
+        host = hosts.get(uuid)
+        result[uuid] = HostState(uuid, MappingProxyType(labels.get(uuid, {})),
+                                 seen=host is None or host[1] is not None,
+                                 reported_at=_utc(host[0]) if host else now)
+    return result
+
+
+def host_record(engine: Engine, host_uuid: str, labels: Mapping[str, str | None], *,
+                seen: bool, reported_at: datetime | None = None) -> None:
+    """In one transaction: the host row (created if new; ``reported_at`` when given; seen
+    from now on when ``seen``) and each of ``labels`` (None recorded as absent)."""
+    now = datetime.now(timezone.utc)
+    with _session(engine, "host_record") as session:
+        host = session.get(Host, host_uuid)
+        if host is None:
+            session.add(Host(host_uuid=host_uuid, reported_at=reported_at or now,
+                             seen_at=now if seen else None))
+        else:
+            if reported_at is not None:
+                host.reported_at = reported_at
+            if seen and host.seen_at is None:
+                host.seen_at = now
+        if not labels:
+            return
+        rows = {row.label_key: row for row in session.scalars(
+            select(Label).where(Label.host_uuid == host_uuid, Label.label_key.in_(list(labels))))}
+        for key, value in labels.items():
+            row = rows.get(key)
+            if row is None:
+                session.add(Label(host_uuid=host_uuid, label_key=key, label_value=value))
+            elif row.label_value != value:
+                row.label_value = value
+
+
+def host_mark_seen(engine: Engine, host_uuid: str) -> None:
+    """The host's node was seen: it is no longer pending (never expires)."""
+    with _session(engine, "host_mark_seen") as session:
+        session.execute(update(Host).where(Host.host_uuid == host_uuid, Host.seen_at.is_(None))
+                        .values(seen_at=datetime.now(timezone.utc)))
+
+
+def host_expire(engine: Engine, reported_before: datetime) -> list[str]:
+    """Forget hosts never seen whose last report is older than ``reported_before``, with
+    their labels; returns their uuids."""
+    with _session(engine, "host_expire") as session:
+        uuids = list(session.scalars(select(Host.host_uuid).where(
+            Host.seen_at.is_(None), Host.reported_at < reported_before)))
+        if uuids:
+            session.execute(delete(Label).where(Label.host_uuid.in_(uuids)))
+            session.execute(delete(Host).where(Host.host_uuid.in_(uuids)))
+        return uuids

@@ -33,12 +33,54 @@ FILTER = _load()
     (["intelgpu"], DEFAULT),                                           # StarlingX 2023: label keys
     ({"intel-gpu-plugin": "intelgpu=enabled"}, DEFAULT),               # StarlingX 2019: name -> label
     ({"intel-gpu-plugin": None}, DEFAULT),                             # dict without label: catalog's
-    ({"intel-gpu-plugin": "gpu.intel.com/node=yes"}, {"intel-gpu-plugin": "gpu.intel.com/node=yes"}),
     ({"intel-gpu-plugin": "intelgpu="}, {"intel-gpu-plugin": "intelgpu="}),   # empty value is legal
     (None, {}), ([], {}), ({}, {}),
 ])
 def test_accepted_forms(selection: Any, plugins: dict[str, str]) -> None:
     assert FILTER.normalize(selection, CATALOG) == {"plugins": plugins, "errors": []}
+
+
+def test_allowed_label_keys_extend_the_plugins_own() -> None:
+    selection = {"intel-gpu-plugin": "gpu.intel.com/node=yes"}
+    assert FILTER.normalize(selection, CATALOG, ["gpu.intel.com/node"]) == {
+        "plugins": {"intel-gpu-plugin": "gpu.intel.com/node=yes"}, "errors": []}
+    assert "neither the plugin's ('intelgpu') nor in bringup_kubemaster_allowed_label_keys" in \
+        FILTER.normalize(selection, CATALOG)["errors"][0]
+
+
+@pytest.mark.parametrize("label", ["kubernetes.io/hostname=x", "node-role.kubernetes.io/master=",
+                                   "node.kubernetes.io/instance-type=big", "k8s.io/x=y",
+                                   "topology.k8s.io/zone=z", "node-role=x"])
+def test_kubernetes_label_keys_refused_even_when_allowed(label: str) -> None:
+    key = label.split("=")[0]
+    result = FILTER.normalize({"intel-gpu-plugin": label}, CATALOG, [key])
+    assert result["plugins"] == {}
+    assert any(f"label key {key!r} belongs to Kubernetes" in e for e in result["errors"]), result
+    assert any("bringup_kubemaster_allowed_label_keys" in e and key in e for e in result["errors"])
+
+
+@pytest.mark.parametrize(("path", "socket", "problem"), [
+    ("/run/../etc/x.sock", True, "'..' component"),
+    ("/run/./x.sock", True, "'.' or '..' component"),
+    ("/run/xpumd/..", True, "'..' component"),
+    ("run/x.sock", True, "not absolute"),
+    ("/x.sock", True, "not below a directory other than /"),
+    ("/run//x.sock", True, "empty component"),
+    ("/run/x/", True, "empty component"),
+    ("/run/" + "x" * 110, True, "at most 107"),
+    ("/etc/kubernetes/../../tmp", False, "'..' component"),
+    ("relative/dir", False, "not absolute"),
+])
+def test_path_error_names_the_problem(path: str, socket: bool, problem: str) -> None:
+    error = FILTER.path_error(path, "some_var", socket)
+    assert error is not None and problem in error and error.startswith("some_var ")
+
+
+@pytest.mark.parametrize(("path", "socket"), [("/run/xpumd/intelxpuinfo.sock", True),
+                                              ("/etc/kubernetes", False), ("/a..b/c.sock", True),
+                                              ("/", False)])
+def test_path_error_accepts_plain_paths(path: str, socket: bool) -> None:
+    assert FILTER.path_error(path, "v", socket) is None
 
 
 @pytest.mark.parametrize(("selection", "message"), [

@@ -56,46 +56,64 @@ class Deployment:
 
 
 GOOD = ("off", "defaults", "dict", "stx2019", "stx2023")
-BAD = ("unknown", "malformed", "kubectlfails")
+BAD = ("unknown", "malformed", "toomanyids", "kubectlfails")
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    tmp_path = tmp_path_factory.mktemp("role")
+def _first_run(tmp_path: Path, stack: ExitStack, cases: tuple[str, ...]) -> Deployment:
     log = tmp_path / "kubectl.log"
     fake_kubectl = tmp_path / "fake-kubectl"
     fake_kubectl.write_text(f'#!/bin/sh\necho "$@" >> {log}\n'
                             'echo "error: fake kubectl: connection refused" >&2\nexit 1\n')
     fake_kubectl.chmod(0o755)
+    apis = Servers(stack)
+    hosts = {
+        "off": _case(tmp_path, apis, "off"),
+        "defaults": _case(tmp_path, apis, "defaults", import_plugins=True),
+        "dict": _case(tmp_path, apis, "dict", import_plugins=True,
+                      kube_plugins={"intel-gpu-plugin": "gpu.example.com/intel=yes"},
+                      bringup_kubemaster_allowed_label_keys=["gpu.example.com/intel"],
+                      bringup_kubemaster_gpu_shared_dev_num=4,
+                      bringup_kubemaster_gpu_enable_monitoring=True,
+                      bringup_kubemaster_gpu_xpumd_endpoint=XPUMD),
+        "stx2019": _case(tmp_path, apis, "stx2019", k8s_plugins={"intel-gpu-plugin": "intelgpu=enabled"}),
+        # a non-empty k8s_plugins deploys even with import_plugins explicitly false (as StarlingX)
+        "stx2023": _case(tmp_path, apis, "stx2023", k8s_plugins=["intelgpu"], import_plugins=False),
+        # every error of an entry is reported together: unknown name + duplicate (2023 alias form)
+        "unknown": _case(tmp_path, apis, "unknown",
+                         k8s_plugins=["intel-gpu-plugin", "intel-fpga-plugin", "intelgpu"]),
+        # malformed label + bad flag values and combinations
+        "malformed": _case(tmp_path, apis, "malformed", import_plugins=True,
+                           kube_plugins={"intel-gpu-plugin": "intel gpu=on"},
+                           bringup_kubemaster_gpu_shared_dev_num=0,
+                           bringup_kubemaster_gpu_resource_manager=True,
+                           bringup_kubemaster_gpu_health_management=True,
+                           bringup_kubemaster_gpu_xpumd_endpoint="/xpumd.sock",
+                           bringup_kubemaster_gpu_metrics_port=70000),
+        # above the plugin's own -shared-dev-num bound: the pod would exit 2 (crash loop)
+        "toomanyids": _case(tmp_path, apis, "toomanyids", import_plugins=True,
+                            bringup_kubemaster_gpu_shared_dev_num=1001),
+        "kubectlfails": _case(tmp_path, apis, "kubectlfails", import_plugins=True,
+                              kubectl_cmd=str(fake_kubectl)),
+    }
+    _plugins_file(tmp_path, "off").write_text(json.dumps(DEFAULT_FILE))  # left by an earlier run
+    hosts = {name: hosts[name] for name in cases}
+    result = run_playbook(write_inventory(tmp_path / "inventory.yml", hosts), workdir=tmp_path)
+    return Deployment(tmp_path, apis, hosts, result, log)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """The first run over every case, shared by the tests that only read what it did."""
     with ExitStack() as stack:
-        apis = Servers(stack)
-        hosts = {
-            "off": _case(tmp_path, apis, "off"),
-            "defaults": _case(tmp_path, apis, "defaults", import_plugins=True),
-            "dict": _case(tmp_path, apis, "dict", import_plugins=True,
-                          kube_plugins={"intel-gpu-plugin": "gpu.example.com/intel=yes"},
-                          bringup_kubemaster_gpu_shared_dev_num=4,
-                          bringup_kubemaster_gpu_enable_monitoring=True,
-                          bringup_kubemaster_gpu_xpumd_endpoint=XPUMD),
-            "stx2019": _case(tmp_path, apis, "stx2019", k8s_plugins={"intel-gpu-plugin": "intelgpu=enabled"}),
-            # a non-empty k8s_plugins deploys even with import_plugins explicitly false (as StarlingX)
-            "stx2023": _case(tmp_path, apis, "stx2023", k8s_plugins=["intelgpu"], import_plugins=False),
-            # every error of an entry is reported together: unknown name + duplicate (2023 alias form)
-            "unknown": _case(tmp_path, apis, "unknown",
-                             k8s_plugins=["intel-gpu-plugin", "intel-fpga-plugin", "intelgpu"]),
-            # malformed label + bad flag values and combinations
-            "malformed": _case(tmp_path, apis, "malformed", import_plugins=True,
-                               kube_plugins={"intel-gpu-plugin": "intel gpu=on"},
-                               bringup_kubemaster_gpu_shared_dev_num=0,
-                               bringup_kubemaster_gpu_resource_manager=True,
-                               bringup_kubemaster_gpu_health_management=True,
-                               bringup_kubemaster_gpu_xpumd_endpoint="/xpumd.sock"),
-            "kubectlfails": _case(tmp_path, apis, "kubectlfails", import_plugins=True,
-                                  kubectl_cmd=str(fake_kubectl)),
-        }
-        _plugins_file(tmp_path, "off").write_text(json.dumps(DEFAULT_FILE))  # left by an earlier run
-        result = run_playbook(write_inventory(tmp_path / "inventory.yml", hosts), workdir=tmp_path)
-        yield Deployment(tmp_path, apis, hosts, result, log)
+        yield _first_run(tmp_path_factory.mktemp("role"), stack, GOOD + BAD)
+
+
+@pytest.fixture
+def own_deployment(tmp_path: Path) -> Iterator[Deployment]:
+    """A first run of the good cases for a test that changes what was deployed (so the result
+    of no other test depends on running before or after it)."""
+    with ExitStack() as stack:
+        yield _first_run(tmp_path, stack, GOOD)
 
 
 def _case(tmp_path: Path, apis: Servers, name: str, **overrides: Any) -> dict[str, Any]:
@@ -161,13 +179,17 @@ def test_bad_input_fails_before_any_change(deployment: Deployment) -> None:
     assert "plugin 'intelgpu' is selected more than once" in result.failures("unknown")
     assert "plugin 'intel-gpu-plugin': label 'intel gpu=on'" in result.failures("malformed")
     malformed = result.failures("malformed")
-    assert "bringup_kubemaster_gpu_shared_dev_num must be >= 1 (got 0)" in malformed
+    assert ("bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the bound of the plugin (got 0)"
+            in malformed)
+    assert ("bringup_kubemaster_gpu_shared_dev_num must be 1-1000, the bound of the plugin (got 1001)"
+            in result.failures("toomanyids"))
     assert ("bringup_kubemaster_gpu_resource_manager needs bringup_kubemaster_gpu_shared_dev_num > 1"
             in malformed)
     assert "bringup_kubemaster_gpu_xpumd_endpoint must be an absolute socket path" in malformed
     assert "bringup_kubemaster_gpu_xpumd_endpoint and bringup_kubemaster_gpu_health_management" in malformed
+    assert "bringup_kubemaster_gpu_metrics_port must be 0 (off) or a port 1-65535 (got 70000)" in malformed
     assert "fake kubectl: connection refused" in result.failures("kubectlfails")
-    for name in ("unknown", "malformed"):
+    for name in ("unknown", "malformed", "toomanyids"):
         assert result.recap[name]["changed"] == 0, name
         assert not (tmp_path / name / "manifests").exists(), name
     for name in BAD:
@@ -178,10 +200,11 @@ def test_bad_input_fails_before_any_change(deployment: Deployment) -> None:
     assert recorded[2:5] == ["apply", "-f", str(tmp_path / "kubectlfails/manifests/intel-gpu-plugin.yaml")]
 
 
-def test_rerun_changes_nothing_and_disabling_removes_the_file(deployment: Deployment) -> None:
+def test_rerun_changes_nothing_and_disabling_removes_the_file(own_deployment: Deployment) -> None:
     """Second run: same inventory except defaults -> import_plugins false, plus -e kube_plugins list."""
-    tmp_path, apis = deployment.tmp_path, deployment.apis
-    hosts = {name: deployment.hosts[name] for name in GOOD}
+    tmp_path, apis = own_deployment.tmp_path, own_deployment.apis
+    assert own_deployment.result.rc == 0, own_deployment.result.stdout[-3000:]
+    hosts = {name: own_deployment.hosts[name] for name in GOOD}
     hosts["defaults"] = {**hosts["defaults"], "import_plugins": False}  # true -> false
     for api in apis.values():
         api.clear_records()

@@ -88,8 +88,9 @@ def essentials(ds: dict[str, Any]) -> dict[str, Any]:
         # which identity the pod has matters only when its token is mounted
         "serviceAccountName": pod.get("serviceAccountName") if token else None,
         "nodeSelector": {k: v for k, v in pod["nodeSelector"].items() if k != "intelgpu"},
+        "annotations": ds["spec"]["template"]["metadata"].get("annotations"),
         "containers": [{key: c.get(key) for key in ("name", "image", "args", "env", "securityContext",
-                                                     "resources", "imagePullPolicy")}
+                                                     "resources", "imagePullPolicy", "ports")}
                        | {"volumeMounts": sorted(c["volumeMounts"], key=lambda m: m["name"])}
                        for c in pod["containers"]],
         "volumes": sorted(pod["volumes"], key=lambda v: v["name"]),
@@ -122,6 +123,7 @@ def test_defaults_match_the_kustomize_base() -> None:
 @pytest.mark.parametrize(("overlay", "overrides"), [
     ("monitoring", {"bringup_kubemaster_gpu_enable_monitoring": True}),
     ("health", {"bringup_kubemaster_gpu_health_management": True}),
+    ("metrics", {"bringup_kubemaster_gpu_metrics_port": 9433}),
     ("xpumd", {"bringup_kubemaster_gpu_xpumd_endpoint": "/run/xpumd/intelxpuinfo.sock"}),
     ("fractional_resources", {"bringup_kubemaster_gpu_resource_manager": True,
                               "bringup_kubemaster_gpu_shared_dev_num": 300,
@@ -230,6 +232,36 @@ def test_image_digest_registry_and_pull_secrets() -> None:
     assert pod["nodeSelector"] == {"gpu.example.com/intel": "yes", "kubernetes.io/arch": "amd64"}
 
 
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with kustomize) not installed")
+def test_metrics_overlay_serves_on_the_pod_ip_and_is_annotated() -> None:
+    from gpu_plugin.common.metrics_http import parse_address
+
+    pod_template = build(DEPLOYMENTS / "overlays" / "metrics")["spec"]["template"]
+    annotations = pod_template["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9433",
+                           "prometheus.io/path": "/metrics"}
+    pod, plugin, mounts = _plugin(DEPLOYMENTS / "overlays" / "metrics")
+    assert mounts == BASE_MOUNTS and plugin["securityContext"] == LEAST_PRIVILEGE
+    (flag,) = [a for a in plugin["args"] if a.startswith("-metrics-address=")]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in plugin["env"]}
+    assert env["POD_IP"] == "status.podIP"
+    # what kubelet hands the plugin once it expands $(POD_IP), for either address family
+    for pod_ip in ("10.244.1.7", "fd00:10:244::7"):
+        expanded = flag.removeprefix("-metrics-address=").replace("$(POD_IP)", pod_ip)
+        assert parse_address(expanded) == (pod_ip, int(annotations["prometheus.io/port"]))
+    assert plugin["ports"] == [{"name": "metrics", "containerPort": 9433, "protocol": "TCP"}]
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_role_metrics_off_by_default_and_port_checked() -> None:
+    pod_template = render()["spec"]["template"]
+    assert "annotations" not in pod_template["metadata"]
+    assert not any(a.startswith("-metrics-address") for a in pod_template["spec"]["containers"][0]["args"])
+    ds = render(bringup_kubemaster_gpu_metrics_port=9500)
+    assert ds["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9500"
+    assert ds["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "-metrics-address=[$(POD_IP)]:9500"
+
+
 def test_role_monitoring_mode_split_is_rendered_single_is_the_default() -> None:
     (plugin,) = render()["spec"]["template"]["spec"]["containers"]
     assert not any(a.startswith("-monitoring-mode") for a in plugin["args"])  # the plugin's default: single
@@ -335,5 +367,5 @@ def test_every_overlay_passes_flags_the_plugin_accepts(overlay: str) -> None:
 def test_every_overlay_is_checked() -> None:
     """A new overlay needs a role option (parity test above) or a test of its own here."""
     checked = {"monitoring", "health", "xpumd", "fractional_resources", "nfd_labeled_nodes",
-               "levelzero", "wsl", "allowlist-arc", "monitoring_shared-dev_nfd"}
+               "levelzero", "wsl", "allowlist-arc", "monitoring_shared-dev_nfd", "metrics"}
     assert {p.name for p in (DEPLOYMENTS / "overlays").iterdir() if p.is_dir()} == checked

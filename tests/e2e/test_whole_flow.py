@@ -86,7 +86,47 @@ def test_plugin_registers_and_node_reports_allocatable(flow: Flow) -> None:
         k: str(v) for k, v in want.items()}
 
 
+def _value(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
+    return sum(v for n, lab, v in samples if n == name and all(lab.get(k) == w for k, w in labels.items()))
+
+
+def test_metrics_endpoints_show_the_flow(flow: Flow) -> None:
+    """Scraped over HTTP: the plugin advertises what kubelet got, the agent counted its reports."""
+    detail = flow.show_metrics()
+    urls = flow.metrics_urls()
+    assert all(url.startswith("http://127.0.0.1:") for url in urls.values()), urls
+    plugin = flow.scrape("plugin")
+    assert _value(plugin, "deviceplugin_devices", resource="gpu.intel.com/i915", health="Healthy") \
+        == 2 * flow.shared_dev_num
+    assert _value(plugin, "deviceplugin_devices", resource="gpu.intel.com/xe") == flow.shared_dev_num
+    assert _value(plugin, "deviceplugin_registrations_total") == 2  # i915 and xe
+    assert _value(plugin, "deviceplugin_listandwatch_streams") == 2
+    assert _value(plugin, "intel_gpu_plugin_scans_total", outcome="ok") >= 1
+    assert "gpu.intel.com/i915 Healthy" in detail
+    if flow.in_process is None:  # separate processes: agent and conductor serve their own
+        agent = flow.scrape("agent")
+        assert _value(agent, "sysinv_gpu_agent_gpus", driver="i915", function="vf") == 2
+        assert _value(agent, "sysinv_gpu_agent_gpus", driver="xe", function="pf") == 1
+        assert _value(agent, "sysinv_gpu_agent_reports_total", outcome="sent") >= 1
+        conductor = flow.scrape("conductor")
+        assert _value(conductor, "sysinv_gpu_conductor_reports_total", outcome="applied") >= 1
+        assert _value(conductor, "sysinv_gpu_conductor_report_to_label_seconds_count") >= 1
+        assert _value(conductor, "sysinv_gpu_conductor_node_cache_nodes") == 1
+        assert _value(conductor, "sysinv_gpu_conductor_leader") == 1
+        assert "conductor: " in detail
+
+
+def test_status_command_shows_every_link_of_the_chain(flow: Flow) -> None:
+    detail = flow.show_status()
+    row = next(line for line in detail.splitlines() if line.startswith(HOST_UUID))
+    assert row.split()[1:3] == [NODE, LABEL[0]] and row.split()[-1] == "ok"
+    assert f"{LABEL[0]}={LABEL[1]}" in row and "i915=" in row
+
+
 def test_gpus_unplugged_label_removed_and_nothing_advertised(flow: Flow) -> None:
+    before = _value(flow.scrape("plugin"), "intel_gpu_plugin_scans_total")
+    applied = 0.0 if flow.in_process else _value(
+        flow.scrape("conductor"), "sysinv_gpu_conductor_reports_total", outcome="applied")
     flow.remove_gpus()
     # the agent reports an empty list; the conductor removes the label
     flow.wait_label(present=False, timeout=40)
@@ -94,3 +134,12 @@ def test_gpus_unplugged_label_removed_and_nothing_advertised(flow: Flow) -> None
     assert _label_patches(flow)[-1] == {LABEL[0]: None}  # a merge patch deleting only our key
     # the plugin rescans (-scan-interval 0.5 here) and kubelet sees no device left
     flow.wait_allocatable(expected={"gpu.intel.com/i915": 0, "gpu.intel.com/xe": 0}, timeout=30)
+    plugin = flow.scrape("plugin")
+    assert _value(plugin, "deviceplugin_devices") == 0  # servers stopped: nothing advertised
+    assert _value(plugin, "intel_gpu_plugin_scans_total") > before
+    if flow.in_process is None:
+        agent = flow.scrape("agent")
+        assert _value(agent, "sysinv_gpu_agent_gpus") == 0
+        conductor = flow.scrape("conductor")  # the empty report was applied (label removed)
+        assert _value(conductor, "sysinv_gpu_conductor_reports_total", outcome="applied") > applied
+    flow.show_status()  # still consistent: no label, no GPU, nothing allocatable

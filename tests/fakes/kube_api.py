@@ -3,8 +3,10 @@
 Serves discovery, nodes and a few namespaced kinds (serviceaccounts, configmaps, daemonsets, ...)
 well enough for the official ``kubernetes`` Python client and ``kubectl apply --validate=false``.
 This module owns the HTTP side: lifecycle, request records, fault injection (error statuses,
-dropped connections, delays); objects live in kube_store, patch rules in kube_semantics.
-EMULATED, not Kubernetes: no auth, no watch, no admission, no OpenAPI. No pytest imports.
+dropped connections, delays; method ``WATCH`` targets watch requests only), streamed watches
+(``?watch=true``, chunked, history and 410 in kube_watch); objects live in kube_store, patch
+rules in kube_semantics. EMULATED, not Kubernetes: no auth, no admission, no OpenAPI, no
+bookmarks. No pytest imports.
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.kube_semantics import ApiError, Obj, status_body
+from tests.fakes.kube_semantics import ApiError, Obj, route, status_body
 from tests.fakes.kube_store import KubeStore
+from tests.fakes.kube_watch import event_line, gone_line
 
 LOG = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ class FakeKubeAPI:
         self._thread: threading.Thread | None = None
         self.requests: list[RecordedRequest] = []
         self.patches: list[RecordedRequest] = []
+        self.patch_applied: list[float] = []  # time.perf_counter() when each PATCH was stored
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> FakeKubeAPI:
@@ -102,6 +106,7 @@ class FakeKubeAPI:
 
     def stop(self) -> None:
         """Stop serving and cut every open (keep-alive) connection, like a crashed API server."""
+        self.store.events.drop_watches()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -168,10 +173,34 @@ class FakeKubeAPI:
             raise KeyError(name)
         return dict(node["metadata"].get("labels") or {})
 
+    def delete_node(self, name: str) -> bool:
+        return self.store.delete_object(("", "v1", "nodes", "", name)) is not None
+
+    def drop_watches(self) -> None:
+        """End every open watch stream now (the client sees a normal end of stream)."""
+        self.store.events.drop_watches()
+
+    def compact(self) -> int:
+        """Forget the event history: a watch resumed from any older version gets 410 Gone."""
+        revision = self.store.revision
+        self.store.events.compact(revision)
+        return revision
+
+    def watch_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if _is_watch(r.method, r.query)]
+
+    def list_requests(self, path: str = "/api/v1/nodes") -> list[RecordedRequest]:
+        """Collection GETs of ``path`` that were not watches (LISTs)."""
+        with self._lock:
+            return [r for r in self.requests if r.method == "GET" and r.path == path
+                    and not _is_watch(r.method, r.query)]
+
     def clear_records(self) -> None:
         with self._lock:
             self.requests.clear()
             self.patches.clear()
+            self.patch_applied.clear()
 
     # -- fault injection ---------------------------------------------------------------------
     def inject(self, method: str, path_regex: str, status: int = 500, times: int = 1,
@@ -180,9 +209,10 @@ class FakeKubeAPI:
         self._add(_Injection(method, re.compile(path_regex), times, status=status, reason=reason,
                              message=message or f"injected failure ({status})"))
 
-    def inject_drop(self, method: str, path_regex: str, times: int = 1) -> None:
-        """The next ``times`` matching requests: connection closed without any response."""
-        self._add(_Injection(method, re.compile(path_regex), times, drop=True))
+    def inject_drop(self, method: str, path_regex: str, times: int = 1, after: float = 0.0) -> None:
+        """The next ``times`` matching requests: connection closed without any response (after
+        ``after`` seconds: a request that hangs, then fails, never applied)."""
+        self._add(_Injection(method, re.compile(path_regex), times, drop=True, delay=after))
 
     def inject_delay(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
         """The next ``times`` matching requests are answered normally after ``seconds``."""
@@ -239,7 +269,8 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 api.requests.append(record)
                 if self.command == "PATCH":
                     api.patches.append(record)
-            injection = api._take_injection(self.command, url.path)
+            watch = _is_watch(self.command, query)
+            injection = api._take_injection("WATCH" if watch else self.command, url.path)
             if injection is not None:
                 time.sleep(injection.delay)
                 if injection.drop:
@@ -249,13 +280,52 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                     reason = injection.reason or ApiError(injection.status, "").reason
                     self._reply(injection.status, status_body(injection.status, injection.message, reason))
                     return
+            if watch:
+                self._watch(url.path, query)
+                return
             try:
                 if isinstance(body, str):
                     raise ApiError(400, "request body is not valid JSON")
                 code, payload = api.store.handle(self.command, url.path, query, ctype, body)
+                if self.command == "PATCH":
+                    with api._lock:
+                        api.patch_applied.append(time.perf_counter())
             except ApiError as exc:
                 code, payload = exc.code, status_body(exc.code, exc.message, exc.reason, exc.details)
             self._reply(code, payload)
+
+        def _watch(self, path: str, query: dict[str, list[str]]) -> None:
+            key, subresource = route([p for p in path.split("/") if p])
+            if key is None or key[4] or subresource:
+                self._reply(404, status_body(404, "the server could not find the requested resource",
+                                             "NotFound"))
+                return
+            try:
+                since = int(query.get("resourceVersion", ["0"])[0] or 0)
+                timeout = float(query.get("timeoutSeconds", ["1800"])[0])
+            except ValueError:
+                self._reply(400, status_body(400, "bad resourceVersion or timeoutSeconds", "BadRequest"))
+                return
+            deadline = time.monotonic() + timeout
+            initial, start = api.store.snapshot(key) if since == 0 else ([], since)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                for obj in initial:
+                    self._chunk(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
+                for event in api.store.events.follow(start, lambda k: _same_collection(k, key),
+                                                     deadline):
+                    self._chunk(gone_line(since) if event is None else event_line(event))
+                self._chunk(b"")
+            except OSError:
+                return
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
 
         def _reply(self, code: int, payload: Obj) -> None:
             data = json.dumps(payload).encode()
@@ -271,6 +341,14 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
             LOG.debug("fake-kube-api: %s", format % args)
 
     return Handler
+
+
+def _is_watch(method: str, query: dict[str, list[str]]) -> bool:
+    return method == "GET" and query.get("watch", [""])[0] in ("true", "1")
+
+
+def _same_collection(key: tuple[str, str, str, str, str], watched: tuple[str, str, str, str, str]) -> bool:
+    return key[:3] == watched[:3] and (not watched[3] or key[3] == watched[3])
 
 
 def main(argv: list[str] | None = None) -> int:

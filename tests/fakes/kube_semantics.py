@@ -24,10 +24,11 @@ RESOURCES: dict[tuple[str, str, str], tuple[str, bool, tuple[str, ...]]] = {
     ("", "v1", "pods"): ("Pod", True, ("po",)),
     ("apps", "v1", "daemonsets"): ("DaemonSet", True, ("ds",)),
     ("apps", "v1", "deployments"): ("Deployment", True, ("deploy",)),
+    ("coordination.k8s.io", "v1", "leases"): ("Lease", True, ()),
     ("rbac.authorization.k8s.io", "v1", "clusterroles"): ("ClusterRole", False, ()),
     ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"): ("ClusterRoleBinding", False, ()),
 }
-VERBS = ["create", "delete", "get", "list", "patch", "update"]
+VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 PATCH_TYPES = ("application/json-patch+json", "application/merge-patch+json",
                "application/strategic-merge-patch+json")
 

@@ -25,6 +25,7 @@ from tests.fakes.kube_semantics import (
     merge_patch,
     route,
 )
+from tests.fakes.kube_watch import EventLog
 
 
 class KubeStore:
@@ -34,6 +35,7 @@ class KubeStore:
         self._lock = threading.RLock()
         self._objects: dict[Key, Obj] = {}
         self._revision = 0
+        self.events = EventLog()
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
@@ -60,7 +62,7 @@ class KubeStore:
 
     def _save(self, key: Key, obj: Obj, old: Obj | None) -> Obj:
         group, version, plural = key[:3]
-        meta = obj.setdefault("metadata", {})
+        meta = obj["metadata"] = dict(obj.get("metadata") or {})  # never mutate a saved object's
         if old is not None and _strip_meta(old) == _strip_meta(obj):
             return old  # no-op: keep resourceVersion (kubectl apply then reports "unchanged")
         obj["apiVersion"] = f"{group}/{version}" if group else version
@@ -77,10 +79,36 @@ class KubeStore:
         self._revision += 1
         meta["resourceVersion"] = str(self._revision)
         self._objects[key] = obj
+        self.events.append(self._revision, "ADDED" if old is None else "MODIFIED", key, obj)
         return obj
+
+    def snapshot(self, key: Key) -> tuple[list[Obj], int]:
+        """The objects of ``key``'s collection and the revision they are at (a watch from 0)."""
+        with self._lock:
+            items = [o for k, o in sorted(self._objects.items())
+                     if k[:3] == key[:3] and (not key[3] or k[3] == key[3])]
+            return items, self._revision
+
+    @property
+    def revision(self) -> int:
+        with self._lock:
+            return self._revision
+
+    def delete_object(self, key: Key) -> Obj | None:
+        """Remove the object at ``key`` (a DELETED event at a new resourceVersion)."""
+        with self._lock:
+            current = self._objects.pop(key, None)
+            if current is not None:
+                self._revision += 1
+                gone = {**current, "metadata": {**current["metadata"],
+                                                "resourceVersion": str(self._revision)}}
+                self.events.append(self._revision, "DELETED", key, gone)
+            return current
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], ctype: str,
                 body: Any) -> tuple[int, Obj]:
+        """One request. The answer may share objects with the store: serialize it, never
+        mutate it (saved objects are replaced, never changed in place)."""
         parts = [p for p in path.split("/") if p]
         document = discovery(parts)
         if document is not None:
@@ -100,16 +128,16 @@ class KubeStore:
                 if method == "GET":
                     return 200, self._list(key, kind, query)
                 if method == "POST":
-                    return 201, copy.deepcopy(self._create(key, body))
+                    return 201, self._create(key, body)
                 raise ApiError(405, f"{method} not allowed on a collection")
             current = self._objects.get(key)
             if current is None:
                 raise ApiError(404, f'{plural}{"." + group if group else ""} "{name}" not found',
                                details={"name": name, "group": group, "kind": plural})
             if method == "GET":
-                return 200, copy.deepcopy(current)
+                return 200, current
             if method == "DELETE":
-                del self._objects[key]
+                self.delete_object(key)
                 return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                              "details": {"name": name, "group": group, "kind": plural,
                                          "uid": current["metadata"]["uid"]}}
@@ -119,12 +147,12 @@ class KubeStore:
                 new = _patched(current, ctype, body, subresource)
             else:
                 raise ApiError(405, f"{method} not allowed")
-            return 200, copy.deepcopy(self._save(key, new, current))
+            return 200, self._save(key, new, current)
 
     def _list(self, key: Key, kind: str, query: dict[str, list[str]]) -> Obj:
         selector = query.get("labelSelector", [""])[0]
         fields = query.get("fieldSelector", [""])[0]
-        items = [copy.deepcopy(o) for k, o in sorted(self._objects.items())
+        items = [o for k, o in sorted(self._objects.items())
                  if k[:3] == key[:3] and (not key[3] or k[3] == key[3])
                  and match_labels(o["metadata"].get("labels") or {}, selector)
                  and match_fields(o, fields)]

@@ -79,6 +79,17 @@ def delete(queues: Iterable[str] = (), exchanges: Iterable[str] = ()) -> None:
                 conn.connect()
 
 
+def purge(queues: Iterable[str]) -> None:
+    """Drop the messages waiting in ``queues`` (ones that do not exist are ignored)."""
+    with kombu.Connection(KOMBU_URL, connect_timeout=2) as conn:
+        for name in queues:
+            try:
+                conn.default_channel.queue_purge(name)
+            except Exception:  # not declared (yet): nothing to purge; the channel is closed
+                conn.close()
+                conn.connect()
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -27,6 +27,7 @@ from gpu_plugin.levelzero._api import levelzero_pb2_grpc as pb_grpc
 from gpu_plugin.levelzero.server import SocketInUseError, serve
 from gpu_plugin.levelzero.sources import LevelZeroSource, SysfsSource, aer_total
 from tests.fakes.sysfs import FakeSysfs
+from tests.scrape import scrape, url_from_log
 
 BDF = "0000:03:00.0"
 AER_CLEAN = "Undefined 0\nDLP 0\nSDES 0\nTLP 0\nTOTAL_ERR_FATAL 0\n"
@@ -192,17 +193,29 @@ def _wait_for(path: str, proc: subprocess.Popen[str], timeout: float = 10.0) -> 
 
 def test_cli_falls_back_to_sysfs_and_stops_on_sigterm(fs: FakeSysfs, tmp_path: Path) -> None:
     sock = str(tmp_path / "cli.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "gpu_plugin.levelzero.server", "-socket", sock,
-                             "--sysfs-root", fs.sysfs_root, "-logtostderr", "-log_file_max_size=10"],
-                            stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path / "levelzero.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gpu_plugin.levelzero.server", "-socket", sock,
+                                 "--sysfs-root", fs.sysfs_root, "-logtostderr", "-log_file_max_size=10",
+                                 "-metrics-address", ":0"],
+                                stderr=log, text=True)
     try:
+        url = url_from_log(log_path, alive=lambda: proc.poll() is None)
         _wait_for(sock, proc)
         with grpc.insecure_channel("unix:" + sock) as ch:
-            t = pb_grpc.LevelzeroStub(ch).GetDeviceTemperature(pb.DeviceId(bdfAddress=BDF), timeout=5)
-        assert t.gpu == 55.0
+            stub = pb_grpc.LevelzeroStub(ch)
+            t = stub.GetDeviceTemperature(pb.DeviceId(bdfAddress=BDF), timeout=5)
+            unknown = stub.GetDeviceHealth(pb.DeviceId(bdfAddress="0000:99:00.0"), timeout=5)
+        assert t.gpu == 55.0 and unknown.error.errorcode != 0
+        samples = scrape(url)
+        assert samples.value("intel_gpu_levelzero_requests_total", method="GetDeviceTemperature",
+                             outcome="ok") == 1
+        assert samples.value("intel_gpu_levelzero_requests_total", method="GetDeviceHealth",
+                             outcome="error") == 1
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=15)
+        proc.wait(timeout=15)
+    err = log_path.read_text()
     assert proc.returncode == 0, err
     # -v 0 (upstream's default) still shows klog's Info lines; per-request lines only from -v 3
     assert "not available" in err and "from the sysfs source" in err and "temperatures of" not in err
@@ -218,7 +231,9 @@ def test_cli_falls_back_to_sysfs_and_stops_on_sigterm(fs: FakeSysfs, tmp_path: P
     (["-source", "gpu"], "-source"),
     (["-sysfs-root", "/nonexistent/sys"], "-sysfs-root"),
     (["-socket", "/tmp/" + "s" * 120], "-socket"),
-], ids=["missing-value", "unknown", "bad-bool", "bad-source", "missing-root", "socket-too-long"])
+    (["-metrics-address", "::1:80"], "-metrics-address"),
+], ids=["missing-value", "unknown", "bad-bool", "bad-source", "missing-root", "socket-too-long",
+        "bad-metrics-address"])
 def test_bad_flags_exit_2_with_one_line(args: list[str], flag: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "gpu_plugin.levelzero.server", *args],
                           capture_output=True, text=True, timeout=30)

@@ -22,12 +22,14 @@ import grpc
 import pytest
 
 from gpu_plugin import scan as gs
+from gpu_plugin.common.metrics_http import serve
 from gpu_plugin.deviceplugin.api import DeviceTree, Health
 from gpu_plugin.levelzero._api import levelzero_pb2 as lzpb
 from gpu_plugin.levelzero._api import levelzero_pb2_grpc as lzpb_grpc
 from gpu_plugin.plugin import GpuScanner, PluginConfig, WslScanner, build_manager
 from tests.fakes.kubelet import FakeKubelet
 from tests.fakes.sysfs import FakeSysfs
+from tests.scrape import scrape, url_from_log, wait_value
 
 I915, XE = "gpu.intel.com/i915", "gpu.intel.com/xe"
 
@@ -49,6 +51,7 @@ class Running:
         self.kubelet = FakeKubelet(self.kubelet_dir).start()
         policy = scan.pop("allocation_policy", "none")
         health = scan.pop("health", None)
+        registry = scan.pop("registry", None)
         config = PluginConfig(
             sysfs_root=host.sysfs_root,
             devfs_root=host.devfs_root,
@@ -59,7 +62,7 @@ class Running:
             scan_interval=0.2,
             use_udev=False,
         )
-        self.manager, self.scanner = build_manager(config, health)
+        self.manager, self.scanner = build_manager(config, health, registry=registry)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.manager.run, args=(self.stop,))
         self.thread.start()
@@ -233,6 +236,8 @@ def test_wsl_scanner_advertises_level_zero_indices(short_dir: Path) -> None:
 
 def test_real_process_registers_and_stops_on_sigterm(short_dir: Path, host: FakeSysfs) -> None:
     kubelet_dir = short_dir / "kubelet"
+    log_path = short_dir / "plugin.log"
+    log = open(log_path, "w")  # noqa: SIM115 - closed in finally
     with FakeKubelet(kubelet_dir) as kubelet:
         proc = subprocess.Popen(
             [
@@ -252,21 +257,32 @@ def test_real_process_registers_and_stops_on_sigterm(short_dir: Path, host: Fake
                 "2",
                 "-v",
                 "2",
+                "-metrics-address",
+                ":0",
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
             text=True,
         )
         try:
             kubelet.wait_for(
                 lambda: kubelet.allocatable(I915) == 4, timeout=20, what="plugin process advertised"
             )
+            url = url_from_log(log_path, alive=lambda: proc.poll() is None)
+            assert url.startswith("http://127.0.0.1:")  # no host given: localhost only
+            before = scrape(url).value("deviceplugin_allocate_duration_seconds_count", resource=I915)
             with kubelet.client(I915) as client:
                 resp = client.allocate(["card1-1"]).container_responses[0]
                 assert [c.name for c in resp.cdi_devices] == ["intel.cdi.k8s.io/gpu=card1"]
+            after = scrape(url)
+            assert after.value("deviceplugin_allocate_duration_seconds_count", resource=I915) == before + 1
+            assert after.value("deviceplugin_devices", resource=I915, health="Healthy") == 4
+            assert after.value("intel_gpu_plugin_scans_total", outcome="ok") >= 1
         finally:
             proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
+            log.close()
+        stderr = log_path.read_text()
         assert proc.returncode == 0, stderr
         assert "Traceback" not in stderr and "Received SIGTERM, stopping" in stderr
         assert sorted(p.name for p in kubelet_dir.glob("*.sock")) == ["kubelet.sock"]
@@ -309,3 +325,46 @@ def test_reregisters_after_kubelet_restart(short_dir: Path, host: FakeSysfs) -> 
         kubelet.wait_for(lambda: kubelet.allocatable(I915) == 2, timeout=15, what="2 GPUs after restart")
     finally:
         run.close()
+
+
+def test_metrics_follow_registration_allocate_and_kubelet_restart(short_dir: Path, host: FakeSysfs) -> None:
+    """The framework's and the scan loop's figures, scraped over HTTP, move as the flow runs."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    endpoint = serve("127.0.0.1:0", registry, "test")
+    run = Running(short_dir, host, shared_dev_num=2, allocation_policy="balanced", registry=registry)
+    kubelet, url = run.kubelet, endpoint.url
+    try:
+        kubelet.wait_for(lambda: kubelet.allocatable(I915) == 4, what="4 devices")
+        first = wait_value(url, "deviceplugin_listandwatch_streams", lambda v: v == 1, resource=I915)
+        assert first.value("deviceplugin_devices", resource=I915, health="Healthy") == 4
+        assert first.value("deviceplugin_devices", resource=I915, health="Unhealthy") == 0
+        assert first.value("deviceplugin_registrations_total", resource=I915) == 1
+        assert first.value("deviceplugin_reregistrations_total", resource=I915) == 0
+        assert first.value("deviceplugin_allocate_duration_seconds_count", resource=I915) == 0
+        assert first.value("intel_gpu_plugin_scan_duration_seconds_count") >= 1
+        with kubelet.client(I915) as client:
+            client.allocate(["card0-0"])
+            client.allocate(["card1-1"])
+            with pytest.raises(grpc.RpcError):
+                client.allocate(["card9-0"])
+            client.preferred(["card0-0", "card0-1", "card1-0"], size=2)
+        moved = scrape(url)
+        assert moved.value("deviceplugin_allocate_requests_total", resource=I915, outcome="ok") == 2
+        assert moved.value("deviceplugin_allocate_requests_total", resource=I915, outcome="error") == 1
+        assert moved.value("deviceplugin_allocate_duration_seconds_count", resource=I915) == 3
+        assert moved.value("deviceplugin_allocate_duration_seconds_bucket", resource=I915, le="+Inf") == 3
+        assert moved.value("deviceplugin_preferred_allocation_duration_seconds_count", resource=I915) == 1
+        assert moved.value("deviceplugin_preferred_allocation_requests_total", resource=I915,
+                           outcome="ok") == 1
+        kubelet.restart()
+        again = wait_value(url, "deviceplugin_reregistrations_total", lambda v: v == 1, resource=I915)
+        assert again.value("deviceplugin_registrations_total", resource=I915) == 2
+        host.remove_gpu("0000:04:00.0")
+        gone = wait_value(url, "deviceplugin_devices", lambda v: v == 2, resource=I915, health="Healthy")
+        assert gone.value("intel_gpu_plugin_scans_total", outcome="ok") > first.value(
+            "intel_gpu_plugin_scans_total", outcome="ok")
+    finally:
+        run.close()
+        endpoint.close()

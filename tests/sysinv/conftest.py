@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,9 +106,34 @@ def conductor_conf(tmp_path: Path, kubeconfig: Path, plugins_path: Path) -> cfg.
     conf.set_override("host", "conductor-test", "conductor")
     conf.set_override("state_path", str(tmp_path / "state"), "conductor")
     conf.set_override("enabled_kube_plugins", str(plugins_path), "conductor")
+    conf.set_override("allowed_label_keys", ["intelqat"], "conductor")  # the tests' second plugin
     conf.set_override("kubeconfig", str(kubeconfig), "kubernetes")
     conf.set_override("retry_backoff", 0.01, "kubernetes")
     return conf
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` s (conditions, never a fixed sleep)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def cache_caught_up(manager: ConductorManager, api: FakeKubeAPI) -> bool:
+    """True when the manager's node cache holds every node at the server's resourceVersion."""
+    cached = {n.name: n.resource_version for n in manager.cache.nodes()}
+    served = {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+              for o in api.list_objects("v1", "nodes")}
+    return manager.cache.synced and cached == served
+
+
+def sync_cache(manager: ConductorManager, api: FakeKubeAPI, timeout: float = 10.0) -> None:
+    """Start the manager's cache and wait until it has seen every change on the server."""
+    manager.start()
+    assert wait_for(lambda: cache_caught_up(manager, api), timeout), "node cache did not catch up"
 
 
 def make_manager(conf: cfg.ConfigOpts) -> ConductorManager:
@@ -121,6 +147,7 @@ def make_manager(conf: cfg.ConfigOpts) -> ConductorManager:
 def manager(conductor_conf: cfg.ConfigOpts) -> Iterator[ConductorManager]:
     mgr = make_manager(conductor_conf)
     yield mgr
+    mgr.close()
     mgr.engine.dispose()
 
 

@@ -160,6 +160,29 @@ def test_no_host_uuid_means_no_report_and_backoff(conf: cfg.ConfigOpts, sysfs: F
     assert "No host UUID" in caplog.text
 
 
+def test_unlistable_pci_devices_keep_last_report_and_retry(conf: cfg.ConfigOpts, sysfs: FakeSysfs,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A read failure is not "no GPU": no "(none)" report, so the conductor keeps the label."""
+    clock = FakeClock()
+    reporter = ScriptedReporter()
+    manager = AgentManager(conf, reporter, clock=clock)
+    sysfs.add_gpu("0000:03:00.0")
+    assert manager.run_once() == 60
+    devices = Path(sysfs.sysfs_root) / "bus" / "pci" / "devices"
+    hidden = devices.with_name("devices.hidden")
+    devices.rename(hidden)
+    devices.write_text("")  # cannot be listed
+    clock.now += 120  # a periodic re-report would be due
+    assert [manager.run_once(), manager.run_once(), manager.run_once()] == [1, 2, 4]
+    assert reporter.attempts == [(HOST.upper(), {"intelgpu": "enabled"})]
+    assert manager.reported == {"intelgpu": "enabled"}
+    assert "Cannot list PCI devices" in caplog.text and "keeping the last report" in caplog.text
+    devices.unlink()
+    hidden.rename(devices)
+    assert manager.run_once() == 60
+    assert reporter.delivered[-1] == (HOST.upper(), {"intelgpu": "enabled"})
+
+
 @pytest.fixture
 def fake_conductor(conf: cfg.ConfigOpts) -> Iterator[tuple[messaging.Transport, list[Any]]]:
     calls: list[Any] = []
@@ -265,3 +288,50 @@ def _wait(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return bool(predicate())
+
+
+def test_metrics_count_gpus_by_driver_and_function_and_reports(conf: cfg.ConfigOpts,
+                                                              sysfs: FakeSysfs) -> None:
+    """The default detection path feeds the GPU gauge; each report outcome is counted."""
+    from prometheus_client import CollectorRegistry
+
+    from sysinv_ext.agent.metrics import agent_metrics
+
+    sysfs.add_gpu("0000:03:00.0", vfs=2)
+    sysfs.add_gpu("0000:04:00.0", card=4, render=132, driver="xe", pci_class="0x038000")
+    registry = CollectorRegistry()
+    reporter = ScriptedReporter(messaging.MessagingTimeout("no conductor"))
+    manager = AgentManager(conf, reporter, metrics=agent_metrics(registry, wall_clock=lambda: 1234.0))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    manager.run_once()  # first report fails
+    assert value("sysinv_gpu_agent_gpus", driver="i915", function="vf") == 2
+    assert value("sysinv_gpu_agent_gpus", driver="i915", function="pf") == 1
+    assert value("sysinv_gpu_agent_gpus", driver="xe", function="pf") == 1
+    assert value("sysinv_gpu_agent_reports_total", outcome="failed") == 1
+    assert value("sysinv_gpu_agent_last_report_success_timestamp_seconds") == 0
+    manager.run_once()
+    assert value("sysinv_gpu_agent_reports_total", outcome="sent") == 1
+    assert value("sysinv_gpu_agent_last_report_success_timestamp_seconds") == 1234.0
+
+
+@pytest.mark.parametrize("error", [
+    messaging.RemoteError("Boom" * 100, "x" * 2_000_000),
+    messaging.MessagingTimeout("y" * 2_000_000),
+    messaging.MessagingException("z" * 2_000_000),
+], ids=lambda e: type(e).__name__)
+def test_huge_conductor_error_does_not_flood_the_agent_log(conf: cfg.ConfigOpts, sysfs: FakeSysfs,
+                                                           caplog: pytest.LogCaptureFixture,
+                                                           error: Exception) -> None:
+    """A hostile or legacy conductor's 2 MB error text: one bounded line per retry."""
+    sysfs.add_gpu("0000:03:00.0")
+    manager = AgentManager(conf, ScriptedReporter(error, error))
+    with caplog.at_level("WARNING"):
+        manager.run_once()
+        manager.run_once()
+    lines = [r.getMessage() for r in caplog.records if HOST.upper() in r.getMessage()]
+    assert len(lines) == 2
+    assert all(len(line) < 1_000 for line in lines), [len(line) for line in lines]
+    assert all("chars)" in line for line in lines)

@@ -85,10 +85,48 @@ def test_removed_gpu_gives_empty_set(sysfs: FakeSysfs) -> None:
     assert pci.detect_device_plugins(sysfs.sysfs_root) == {}
 
 
-def test_missing_sysfs_root(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_sysfs_root_is_a_scan_error_not_no_gpu(tmp_path: Path) -> None:
+    with pytest.raises(pci.ScanError, match="Cannot list PCI devices"):
+        pci.scan_gpus(tmp_path / "nope")
+
+
+def test_unlistable_pci_devices_is_a_scan_error(sysfs: FakeSysfs) -> None:
+    devices = Path(sysfs.sysfs_root) / "bus" / "pci" / "devices"
+    devices.rmdir()
+    devices.write_text("not a directory")
+    with pytest.raises(pci.ScanError, match="Not a directory"):
+        pci.detect_device_plugins(sysfs.sysfs_root)
+
+
+def test_1000_garbage_pci_devices_one_summary_line(sysfs: FakeSysfs,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    sysfs.add_gpu("0000:03:00.0")
+    devices = Path(sysfs.sysfs_root) / "bus" / "pci" / "devices"
+    for i in range(1000):
+        entry = devices / f"0000:{0x10 + i // 32:02x}:{i % 32:02x}.0"
+        entry.mkdir()
+        (entry / "vendor").write_text("\x00junk" * 100 if i % 2 else "0x8086")
     with caplog.at_level(logging.WARNING):
-        assert pci.scan_gpus(tmp_path / "nope") == []
-    assert "Cannot list PCI devices" in caplog.text
+        assert pci.detect_device_plugins(sysfs.sysfs_root) == {"intelgpu": "enabled"}
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1, lines[:5]
+    assert "Skipping 1000 unreadable PCI device(s)" in lines[0] and "and 997 more" in lines[0]
+    assert len(lines[0]) < 400 and "junk" not in lines[0]
+
+
+def test_10mb_product_uuid_refused_without_echo(sysfs: FakeSysfs,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    sysfs.set_product_uuid("A" * 10_000_000)
+    with caplog.at_level(logging.WARNING):
+        assert pci.read_host_uuid(sysfs.sysfs_root) is None
+    assert len(caplog.records) == 1 and len(caplog.records[0].getMessage()) < 300
+    assert "holds no UUID" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["not a uuid", "4C4C4544;rm -rf", "\xff\xfe", "a" * 65])
+def test_host_uuid_garbage_refused(sysfs: FakeSysfs, text: str) -> None:
+    sysfs.set_product_uuid(text)
+    assert pci.read_host_uuid(sysfs.sysfs_root) is None
 
 
 def test_host_uuid(sysfs: FakeSysfs) -> None:

@@ -20,6 +20,7 @@ from oslo_config import cfg
 from sysinv_ext.common import rpc
 from tests.fakes import rabbit
 from tests.fakes.sysfs import FakeSysfs
+from tests.scrape import scrape, url_from_log, wait_value
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "etc/sysinv-gpu/agent.conf.sample"
@@ -37,7 +38,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     (["--config-file", "/nonexistent/agent.conf"], None, "/nonexistent/agent.conf"),
     ([], "[agent]\npayload_format = 2020\n", "payload_format"),
     ([], "[agent]\nreport_interval = 0\n", "report_interval"),
-], ids=["unknown-flag", "missing-config", "bad-choice", "below-min"])
+    ([], "[DEFAULT]\nmetrics_address = localhost\n", "metrics_address"),
+], ids=["unknown-flag", "missing-config", "bad-choice", "below-min", "bad-metrics-address"])
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, args: list[str], config: str | None,
                                          needle: str) -> None:
     if config is not None:
@@ -130,15 +132,24 @@ def test_process_reports_changes_and_stops_on_sigterm(
     sysfs.set_product_uuid("AAAA-1")
     sysfs.add_gpu("0000:03:00.0", pci_class="0x038000", driver="xe")
     config = _write_config(tmp_path / "agent.conf", url=rabbit.URL, exchange=exchange, topic=topic,
-                           sysfs_root=sysfs.sysfs_root)
+                           sysfs_root=sysfs.sysfs_root, extra="metrics_address = :0")
     agent = rabbit.ServiceProcess("sysinv-gpu-agent", ["--config-file", str(config)],
                                   tmp_path / "agent.log").start()
     try:
+        url = url_from_log(tmp_path / "agent.log", alive=agent.running)
+        assert url.startswith("http://127.0.0.1:")
         assert rabbit.wait_for(lambda: recorder.calls, 20), agent.log()
         assert recorder.calls[0] == {"host_uuid": "AAAA-1", "device_plugins": ["intelgpu"]}
+        first = wait_value(url, "sysinv_gpu_agent_reports_total", lambda v: v >= 1, outcome="sent")
+        assert first.value("sysinv_gpu_agent_gpus", driver="xe", function="pf") == 1
+        assert first.value("sysinv_gpu_agent_gpus", driver="i915") == 0
+        assert first.value("sysinv_gpu_agent_last_report_success_timestamp_seconds") > 1.7e9
         sysfs.remove_gpu("0000:03:00.0")
         assert rabbit.wait_for(lambda: len(recorder.calls) >= 2, 10), agent.log()
         assert recorder.calls[1] == {"host_uuid": "AAAA-1", "device_plugins": []}
+        gone = wait_value(url, "sysinv_gpu_agent_reports_total", lambda v: v >= 2, outcome="sent")
+        assert gone.value("sysinv_gpu_agent_gpus", driver="xe", function="pf") == 0
+        assert gone.value("sysinv_gpu_agent_reports_total", outcome="failed") == 0
     finally:
         code = agent.stop(10)
     assert code == 0, agent.log()
@@ -160,12 +171,15 @@ def test_process_survives_broker_outages(tmp_path: Path,
     sysfs.add_gpu("0000:03:00.0")
     proxy = rabbit.TcpProxy(rabbit.free_port())
     config = _write_config(tmp_path / "agent.conf", url=proxy.url, exchange=exchange, topic=topic,
-                           sysfs_root=sysfs.sysfs_root, host_uuid="BBBB-2", extra=FAST_RECONNECT)
+                           sysfs_root=sysfs.sysfs_root, host_uuid="BBBB-2",
+                           extra="metrics_address = 127.0.0.1:0\n" + FAST_RECONNECT)
     agent = rabbit.ServiceProcess("sysinv-gpu-agent", ["--config-file", str(config)],
                                   tmp_path / "agent.log").start()
     try:
+        url = url_from_log(tmp_path / "agent.log", alive=agent.running)
         assert rabbit.wait_for(lambda: agent.log().count("Connection failed") >= 2, 20), agent.log()
         assert agent.running() and recorder.calls == []
+        assert scrape(url).value("sysinv_gpu_agent_last_report_success_timestamp_seconds") == 0
         proxy.start()
         assert rabbit.wait_for(lambda: recorder.calls, 20), agent.log()
         assert recorder.calls == [{"host_uuid": "BBBB-2", "device_plugins": ["intelgpu"]}]
@@ -174,6 +188,7 @@ def test_process_survives_broker_outages(tmp_path: Path,
         assert rabbit.wait_for(lambda: "unreachable reporting host BBBB-2" in agent.log(),
                                20), agent.log()
         assert agent.running()
+        assert scrape(url).value("sysinv_gpu_agent_reports_total", outcome="failed") >= 1
         proxy.start()
         assert rabbit.wait_for(lambda: len(recorder.calls) >= 2, 30), agent.log()
         assert recorder.calls[-1] == {"host_uuid": "BBBB-2", "device_plugins": []}

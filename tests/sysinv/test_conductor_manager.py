@@ -1,15 +1,17 @@
 """ConductorManager: payload normalization (pure), reconcile and audit.
 
 Covers: both StarlingX payload forms, missing / corrupt / changed enabled_kube_plugins, plugin
-not enabled, GPU gone -> label removed, foreign labels untouched, unknown host, malformed
-payloads (server keeps serving), API 500s on the first PATCHes, label removed by hand ->
-restored by the audit, conductor restart -> state kept. RPC goes through oslo.messaging's
+not enabled, GPU gone -> label removed, foreign labels untouched, unknown host (pending, no
+error), malformed payloads (server keeps serving), API 500s on the first PATCHes, label removed
+behind the watch's back -> restored by the audit, conductor restart -> state kept. The watch
+cache itself, pending hosts and concurrency are in test_conductor_cache.py. RPC goes through oslo.messaging's
 in-process fake:/ driver (client -> server endpoint); Kubernetes is the emulated HTTP API
 server of tests/fakes/kube_api.py, except the unit cases that mock kube.py at its boundary.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -21,9 +23,19 @@ from sysinv_ext.common import exception
 from sysinv_ext.conductor import kube as kube_mod
 from sysinv_ext.conductor.manager import ConductorManager, desired_labels, normalize_payload
 from sysinv_ext.conductor.plugins import PluginsFile
+from sysinv_ext.conf.conductor import database_url
 from sysinv_ext.db import api as db_api
+from sysinv_ext.db import migration
 from tests.fakes.kube_api import FakeKubeAPI
-from tests.sysinv.conftest import GPU_PLUGINS_2019, HOST_A, HOST_B, RpcPair, make_manager
+from tests.sysinv.conftest import (
+    GPU_PLUGINS_2019,
+    HOST_A,
+    HOST_B,
+    RpcPair,
+    make_manager,
+    sync_cache,
+    wait_for,
+)
 
 # -- normalize_payload (pure) ---------------------------------------------------------------
 
@@ -84,27 +96,40 @@ def _node(labels: dict[str, str], name: str = "worker-0", uuid: str = HOST_A) ->
 
 
 @pytest.fixture
-def mocked_manager(conductor_conf: cfg.ConfigOpts, write_plugins: Callable[[Any], Path]) -> ConductorManager:
+def mocked_manager(conductor_conf: cfg.ConfigOpts,
+                   write_plugins: Callable[[Any], Path]) -> Iterator[ConductorManager]:
     write_plugins(GPU_PLUGINS_2019)
     kube = mock.create_autospec(kube_mod.KubeClient, instance=True)
-    kube.list_nodes.return_value = [_node({"foreign": "x"})]
+    kube.request_timeout = 0.2
+    kube.list_nodes_at.return_value = ([_node({"foreign": "x"})], "1")
+    closed = threading.Event()
+    kube.watch_nodes.side_effect = lambda version, timeout: iter(()) if closed.wait(timeout) else iter(())
     kube.patch_node_labels.side_effect = lambda name, labels: _node(
         {"foreign": "x", **{k: v for k, v in labels.items() if v is not None}})
-    mgr = make_manager(conductor_conf)
-    mgr.kube = kube
-    return mgr
+    mgr = ConductorManager(kube=kube, engine=db_api.get_engine(database_url(conductor_conf)),
+                           plugins=PluginsFile(conductor_conf.conductor.enabled_kube_plugins))
+    migration.upgrade(mgr.engine)
+    yield mgr
+    closed.set()
+    mgr.close()
+    mgr.engine.dispose()
 
 
 def test_patch_body_holds_only_enabled_keys(mocked_manager: ConductorManager) -> None:
     mocked_manager.report(HOST_A, device_plugins=["intelgpu", "foreign", "intelqat"])
     kube = mocked_manager.kube
     kube.patch_node_labels.assert_called_once_with("worker-0", {"intelgpu": "enabled"})  # type: ignore[attr-defined]
-    kube.list_nodes.assert_called_once_with()  # type: ignore[attr-defined]
+    kube.list_nodes_at.assert_called_once_with()  # type: ignore[attr-defined]  # the cache's LIST
+    kube.list_nodes.assert_not_called()  # type: ignore[attr-defined]
+    kube.get_node.assert_not_called()  # type: ignore[attr-defined]
+    mocked_manager.report(HOST_A, device_plugins=["intelgpu"])
+    kube.patch_node_labels.assert_called_once()  # type: ignore[attr-defined]  # node already right
+    kube.list_nodes_at.assert_called_once_with()  # type: ignore[attr-defined]
 
 
 def test_nothing_to_patch_when_node_already_labelled(mocked_manager: ConductorManager) -> None:
     kube = mocked_manager.kube
-    kube.list_nodes.return_value = [_node({"intelgpu": "enabled"})]  # type: ignore[attr-defined]
+    kube.list_nodes_at.return_value = ([_node({"intelgpu": "enabled"})], "1")  # type: ignore[attr-defined]
     result = mocked_manager.report(HOST_A, device_plugins=["intelgpu"])
     assert result == {"node": "worker-0", "labels": {"intelgpu": "enabled"}, "removed": []}
     kube.patch_node_labels.assert_not_called()  # type: ignore[attr-defined]
@@ -112,7 +137,7 @@ def test_nothing_to_patch_when_node_already_labelled(mocked_manager: ConductorMa
 
 def test_kube_error_still_records_for_the_audit(mocked_manager: ConductorManager) -> None:
     kube = mocked_manager.kube
-    kube.list_nodes.side_effect = exception.KubeAPIError(action="list nodes", reason="HTTP 503")  # type: ignore[attr-defined]
+    kube.list_nodes_at.side_effect = exception.KubeAPIError(action="list nodes", reason="HTTP 503")  # type: ignore[attr-defined]
     with pytest.raises(exception.KubeAPIError):
         mocked_manager.report(HOST_A, device_plugins=["intelgpu"])
     assert [(r.host_uuid, r.label_key) for r in db_api.label_get_all(mocked_manager.engine)] == [
@@ -210,20 +235,21 @@ def test_gpu_gone_removes_label_foreign_labels_untouched(rpc_pair: RpcPair, fake
         assert set(patch.body["metadata"]["labels"]) == {"intelgpu"}
 
 
-def test_unknown_host_and_garbage_are_rpc_errors_server_keeps_serving(
+def test_unknown_host_is_pending_and_garbage_are_rpc_errors_server_keeps_serving(
         rpc_pair: RpcPair, fake_kube: FakeKubeAPI, write_plugins: Callable[[Any], Path],
         caplog: pytest.LogCaptureFixture) -> None:
     write_plugins(GPU_PLUGINS_2019)
     fake_kube.add_node("worker-0", HOST_A)
-    with pytest.raises(exception.HostNotFound):
-        rpc_pair.call(host_uuid=HOST_B, device_plugins=["intelgpu"])
+    # SPEC: a host whose node does not exist yet is recorded and answered without an error
+    assert rpc_pair.call(host_uuid=HOST_B, device_plugins=["intelgpu"]) == {
+        "node": None, "labels": {"intelgpu": "enabled"}, "removed": []}
     for bad in ({"device_plugins": None}, {"device_plugins": "intelgpu"}, {"device_plugins": [1, 2]},
                 {"device_plugin_labels": [{"key": "intelgpu"}]}):
         with pytest.raises(exception.InvalidPayload):
             rpc_pair.call(host_uuid=HOST_A, **bad)
     assert rpc_pair.call(host_uuid=HOST_A, device_plugins=["intelgpu"])["labels"] == {"intelgpu": "enabled"}
     rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
-    assert len(rejected) == 5
+    assert len(rejected) == 4
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], "logged as a crash"
 
 
@@ -258,6 +284,7 @@ def test_label_removed_by_hand_is_restored_by_audit_with_one_list(
     hosts = [f"{i:08d}-0000-0000-0000-000000000000" for i in range(5)]
     for host in hosts:
         manager.report(host, device_plugins=["intelgpu"])
+    manager.cache.stop()  # a change the watch missed: only the audit can see it
     fake_kube.put_object({**fake_kube.get_node("worker-3"), "metadata": {"name": "worker-3", "labels": {}}})
     fake_kube.clear_records()
     result = manager.audit()
@@ -302,6 +329,7 @@ def test_renamed_node_is_found_again(manager: ConductorManager, fake_kube: FakeK
     manager.report(HOST_A, device_plugins=["intelgpu"])
     fake_kube.add_node("worker-0-new", HOST_A)
     fake_kube.add_node("worker-0", HOST_B)  # the old name now belongs to another machine
+    sync_cache(manager, fake_kube)  # the watch delivered both changes
     assert manager.report(HOST_A, device_plugins=["intelgpu"])["node"] == "worker-0-new"
     assert fake_kube.node_labels("worker-0-new") == {"intelgpu": "enabled"}
 
@@ -316,11 +344,16 @@ def test_conductor_restart_keeps_state(database: str, request: pytest.FixtureReq
     fake_kube.add_node("worker-0", HOST_A)
     first = make_manager(conductor_conf)
     first.report(HOST_A, device_plugins=["intelgpu"])
+    first.close()
     first.engine.dispose()
     fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
 
     second = make_manager(conductor_conf)  # same [database]connection
     assert [r.label_key for r in db_api.label_get_all(second.engine)] == ["intelgpu"]
+    second.start()  # its first LIST shows the node without the label: restored, no report needed
+    assert wait_for(lambda: fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"})
+    second.cache.stop()  # the audit alone (no watch) restores too
+    fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
     assert second.audit().patched == 1
     assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
     second.report(HOST_A, device_plugins=[])
@@ -363,9 +396,11 @@ def test_restart_with_corrupt_plugins_file_forgets_nothing(
     fake_kube.add_node("worker-0", HOST_A)
     first = make_manager(conductor_conf)
     first.report(HOST_A, device_plugins=["intelgpu"])
+    first.close()
     first.engine.dispose()
     write_plugins('{"intel-gpu-plugin": ')  # corrupt before the restart: nothing known to be enabled
     second = make_manager(conductor_conf)
+    second.cache.stop()  # the audit alone
     result = second.audit()
     assert result.forgotten == 0
     assert [r.label_key for r in db_api.label_get_all(second.engine)] == ["intelgpu"]
@@ -373,6 +408,7 @@ def test_restart_with_corrupt_plugins_file_forgets_nothing(
     write_plugins(GPU_PLUGINS_2019)  # repaired: the record is in force again
     fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
     assert second.audit().patched == 1
+    second.close()
     second.engine.dispose()
 
 
@@ -380,6 +416,8 @@ def test_audit_failure_on_one_node_does_not_block_the_others(
         manager: ConductorManager, fake_kube: FakeKubeAPI, write_plugins: Callable[[Any], Path]) -> None:
     write_plugins(GPU_PLUGINS_2019)
     hosts = [f"{i:08d}-0000-0000-0000-00000000000{i}" for i in range(3)]
+    manager.start()
+    manager.cache.stop()  # the audit alone: no watch event applies these records first
     for i, host in enumerate(hosts):
         fake_kube.add_node(f"worker-{i}", host)
         db_api.label_set(manager.engine, host, "intelgpu", "enabled")  # recorded, never applied

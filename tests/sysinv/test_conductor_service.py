@@ -162,12 +162,13 @@ def test_service_labels_audits_restarts_and_stops(service: dict[str, Any], fake_
                                                                 "label_value": "enabled"}]}, timeout=15)
     assert fake_kube.node_labels("worker-1") == {"intelgpu": "enabled"}
 
-    # garbage and unknown hosts come back as our exception types; the server keeps serving
+    # garbage comes back as our exception type; a host without a node yet is pending (no
+    # error, SPEC section 2); the server keeps serving
     with pytest.raises(exception.InvalidPayload):
         api.client.prepare(version="1.0").call({}, "device_plugin_labels_update_by_ihost",
                                                 host_uuid=HOST_A, device_plugins="intelgpu")
-    with pytest.raises(exception.HostNotFound):
-        api.device_plugin_labels_update_by_ihost({}, "00000000-dead-beef-0000-000000000000", {})
+    assert api.device_plugin_labels_update_by_ihost(
+        {}, "00000000-dead-beef-0000-000000000000", {})["node"] is None
 
     # label removed by hand -> the audit thread (1 s) puts it back
     fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
@@ -179,6 +180,10 @@ def test_service_labels_audits_restarts_and_stops(service: dict[str, Any], fake_
     fake_kube.put_object({**fake_kube.get_node("worker-0"), "metadata": {"name": "worker-0", "labels": {}}})
     conductor.start()
     assert _wait_for(lambda: fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}, timeout=60)
+    # the audit can restore the label before the RPC server is up (it starts on its own thread):
+    # wait for the restarted conductor to say it serves, then call (3 s timeout, no retry)
+    serving = "serving topic {}".format(service["topic"])
+    assert _wait_for(lambda: conductor.log.read_text().count(serving) == 2, timeout=60)
     result = api.device_plugin_labels_update_by_ihost({}, HOST_A, {})  # GPU gone
     assert result["removed"] == ["intelgpu"]
     assert fake_kube.node_labels("worker-0") == {}
@@ -195,7 +200,7 @@ def test_sigterm_while_broker_unreachable_exits_0(tmp_path: Path) -> None:
     log = tmp_path / "conductor.log"
     config.write_text(
         f"[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{rabbit_fake.free_port()}/\n"
-        f"log_file = {log}\n[conductor]\nstate_path = {tmp_path}/state\n"
+        f"log_file = {log}\n[conductor]\nstate_path = {tmp_path}/state\nleader_election = false\n"
         f"enabled_kube_plugins = {tmp_path}/absent\n[kubernetes]\nkubeconfig = {tmp_path}/absent\n")
     conductor = Conductor(config, log)
     conductor.start()
@@ -209,3 +214,28 @@ def test_sigterm_while_broker_unreachable_exits_0(tmp_path: Path) -> None:
         assert "never connected to the broker" in text
     finally:
         conductor.kill()
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_kill_9_during_a_label_removal_converges_after_restart(service: dict[str, Any],
+                                                               fake_kube: FakeKubeAPI) -> None:
+    """Issue 11 item 4: the database says "absent" before the PATCH; a conductor killed while
+    the removal's PATCH hangs leaves the label, and the next conductor removes it."""
+    fake_kube.add_node("worker-0", HOST_A)
+    conductor: Conductor = service["conductor"]
+    api: ConductorAPI = service["api"]
+    conductor.start()
+    assert _wait_ready(api)["labels"] == {"intelgpu": "enabled"}
+    fake_kube.clear_records()
+    fake_kube.inject_drop("PATCH", "/nodes/worker-0$", times=1, after=60)  # hangs, never applied
+    with pytest.raises(messaging.MessagingTimeout):
+        api.device_plugin_labels_update_by_ihost({}, HOST_A, {})  # GPU gone
+    assert len(fake_kube.patches) == 1, "the removal's PATCH is in flight"
+    conductor.kill()  # SIGKILL
+    assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
+    fake_kube.clear_injections()
+    conductor.start()
+    assert _wait_for(lambda: fake_kube.node_labels("worker-0") == {}, timeout=60), \
+        "the recorded removal is applied by the restarted conductor"
+    assert conductor.stop() == 0

@@ -23,7 +23,7 @@ CONDUCTOR = str(Path(sys.executable).with_name("sysinv-gpu-conductor"))
 METHOD = "device_plugin_labels_update_by_ihost"
 
 
-def _config(tmp_path: Path, kubeconfig: Path, port: int | str) -> Path:
+def _config(tmp_path: Path, kubeconfig: Path, port: int | str, *, election: bool = True) -> Path:
     plugins = tmp_path / "enabled_kube_plugins"
     plugins.write_text(json.dumps(["intelgpu"]))  # the 2023 list form
     path = tmp_path / "conductor.conf"
@@ -32,7 +32,8 @@ def _config(tmp_path: Path, kubeconfig: Path, port: int | str) -> Path:
         f"rpc_zeromq_conductor_bind_port = {port}\n"
         f"transport_url = rabbit://guest:guest@127.0.0.1:{rabbit.free_port()}/\n"
         f"[conductor]\nhost = zmq-conductor\nenabled_kube_plugins = {plugins}\n"
-        f"state_path = {tmp_path}/state\naudit_interval = 60\n"
+        f"state_path = {tmp_path}/state\naudit_interval = 60\nleader_election = {election}\n"
+        "lease_duration = 4\nlease_renew_deadline = 3\nlease_retry_period = 0.2\n"
         f"[kubernetes]\nkubeconfig = {kubeconfig}\nretry_backoff = 0.01\n")
     return path
 
@@ -73,7 +74,7 @@ def test_port_taken_is_retried_not_fatal(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = _config(tmp_path, tmp_path / "no-kubeconfig", port)
+        config = _config(tmp_path, tmp_path / "no-kubeconfig", port, election=False)
         proc = rabbit.ServiceProcess("sysinv-gpu-conductor", ["--config-file", str(config)],
                                      tmp_path / "conductor.log").start()
         try:
@@ -83,3 +84,53 @@ def test_port_taken_is_retried_not_fatal(tmp_path: Path) -> None:
             code = proc.stop()
     assert code == 0
     assert "never bound its ZeroMQ address" in proc.log()
+
+
+def test_standby_does_not_bind_until_it_holds_the_lease(tmp_path: Path) -> None:
+    """HA: only the active conductor binds its ZeroMQ port (a standby never answers)."""
+    with FakeKubeAPI() as api:
+        api.add_node("worker-0", HOST_A)
+        api.put_object({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                        "metadata": {"name": "sysinv-gpu-conductor", "namespace": "kube-system"},
+                        "spec": {"holderIdentity": "controller-other", "leaseDurationSeconds": 4,
+                                 "renewTime": "2099-01-01T00:00:00.000000Z"}})
+        port = rabbit.free_port()
+        config = _config(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"), port)
+        proc = rabbit.ServiceProcess("sysinv-gpu-conductor", ["--config-file", str(config)],
+                                     tmp_path / "conductor.log").start()
+
+        def lease_reads() -> int:
+            return sum(1 for r in api.requests if r.path.endswith("/leases/sysinv-gpu-conductor"))
+
+        def renew() -> None:  # the other conductor keeps renewing
+            lease = api.get_object("coordination.k8s.io/v1", "leases", "sysinv-gpu-conductor",
+                                   "kube-system")
+            assert lease is not None
+            lease["spec"]["renewTime"] = f"2099-01-01T00:00:{lease_reads() % 60:02d}.000000Z"
+            api.put_object(lease)
+
+        try:
+            assert rabbit.wait_for(lambda: "competes for Lease" in proc.log(), 60), proc.log()
+            start = lease_reads()
+            while lease_reads() < start + 10:  # ten election rounds while the peer is alive
+                renew()
+                current = lease_reads()
+                assert rabbit.wait_for(lambda current=current: lease_reads() > current, 10)
+                with socket.socket() as probe:  # the port is still free: nobody bound it
+                    probe.bind(("127.0.0.1", port))
+            assert "serving ZeroMQ RPC" not in proc.log()
+            lease = api.get_object("coordination.k8s.io/v1", "leases", "sysinv-gpu-conductor",
+                                   "kube-system")
+            assert lease is not None
+            lease["spec"]["holderIdentity"] = ""  # released by the peer
+            api.put_object(lease)
+            assert rabbit.wait_for(lambda: "serving ZeroMQ RPC" in proc.log(), 30), proc.log()
+            client = SysinvZmqClient("127.0.0.1", port, timeout=10)
+            try:
+                client.invoke(METHOD, {"is_admin": True}, host_uuid=HOST_A, device_plugins=["intelgpu"])
+            finally:
+                client.close()
+            assert api.node_labels("worker-0")["intelgpu"] == "enabled"
+        finally:
+            if proc.running():
+                proc.stop()

@@ -68,7 +68,7 @@ def test_conductor_namespace_lists_every_group() -> None:
     listed = {(getattr(g, "name", g) or "DEFAULT"): [o.name for o in o_list]
               for g, o_list in opts.list_conductor_opts()}
     assert set(listed) == {"DEFAULT", "conductor", "database", "kubernetes"}
-    assert {"transport_url", "control_exchange"} <= set(listed["DEFAULT"])
+    assert {"transport_url", "control_exchange", "metrics_address"} <= set(listed["DEFAULT"])
     assert {"topic", "host", "enabled_kube_plugins", "audit_interval"} <= set(listed["conductor"])
     assert "connection" in listed["database"]
     control_exchange = next(o for g, ol in opts.list_conductor_opts() if g == "DEFAULT"
@@ -79,6 +79,8 @@ def test_conductor_namespace_lists_every_group() -> None:
 def test_agent_namespace_loads() -> None:
     groups = [getattr(g, "name", g) for g, _ in opts.list_agent_opts()]
     assert "DEFAULT" in groups and "agent" in groups
+    default = next(o_list for g, o_list in opts.list_agent_opts() if g == "DEFAULT")
+    assert "metrics_address" in [o.name for o in default]
 
 
 def test_committed_sample_is_current(tmp_path: Path) -> None:

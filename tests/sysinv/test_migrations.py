@@ -36,6 +36,32 @@ def _check_0001(engine: api.Engine) -> None:
     assert ["host_uuid", "label_key"] in uniques
 
 
+def _check_0002(engine: api.Engine) -> None:
+    insp = inspect(engine)
+    assert {c["name"]: c for c in insp.get_columns("label")}["label_value"]["nullable"]
+    columns = {c["name"]: c for c in insp.get_columns("host")}
+    assert set(columns) == {"host_uuid", "reported_at", "seen_at"}
+    assert insp.get_pk_constraint("host")["constrained_columns"] == ["host_uuid"]
+
+
+def test_upgrade_from_0001_keeps_labels_as_seen_hosts(engine: api.Engine) -> None:
+    """Rows written by the previous head become hosts that were seen (never expire)."""
+    migration.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO label (host_uuid, label_key, label_value, created_at) "
+                             "VALUES ('host-a', 'intelgpu', 'enabled', CURRENT_TIMESTAMP)")
+    migration.upgrade(engine)
+    states = api.host_state_get_all(engine)
+    assert list(states) == ["host-a"]
+    assert states["host-a"].seen and dict(states["host-a"].labels) == {"intelgpu": "enabled"}
+    api.host_record(engine, "host-a", {"intelgpu": None}, seen=True)  # a removal is recorded
+    assert api.label_get_all(engine) == []
+    assert [r.label_value for r in api.label_get_all(engine, include_absent=True)] == [None]
+    migration.downgrade(engine, "0001")  # recorded removals cannot be kept in 0001: dropped
+    migration.upgrade(engine)
+    assert api.label_get_all(engine, include_absent=True) == []
+
+
 def test_walk_revisions(engine: api.Engine) -> None:
     revisions = migration.revisions()
     assert revisions[0] == "0001" and revisions[-1] == migration.head_revision()

@@ -10,6 +10,7 @@ restart -> recorded labels kept (its audit re-applies them without any new repor
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,18 +94,26 @@ def test_agent_conductor_flow(tmp_path: Path, fake_kube: FakeKubeAPI, kubeconfig
         assert rabbit.wait_for(lambda: _label(fake_kube) == "enabled", 30), logs()
         assert agent.running() and conductor.running()
         # 4. conductor restart keeps its state: with no new report, its audit re-applies the
-        #    recorded label after someone removed it from the node
+        #    recorded label after someone removed it from the node. The agent re-reports every
+        #    report_interval, so it is stopped first and its queued messages purged: then no
+        #    report can reach the new conductor, and only the audit can restore the label.
+        assert agent.stop(15) == 0, logs()
         assert conductor.stop(20) == 0, logs()
+        rabbit.purge([topic, f"{topic}.ctl-0"])
         node = fake_kube.get_node(NODE)
         assert node is not None
         node["metadata"]["labels"].pop("intelgpu")
         fake_kube.put_object(node)
-        reports_before = agent.log().count("Reported device plugins")
+        conductor_log_before = len(conductor.log())
         conductor = rabbit.ServiceProcess("sysinv-gpu-conductor",
                                           ["--config-file", str(conductor_conf)],
                                           tmp_path / "conductor.log").start()
         assert rabbit.wait_for(lambda: _label(fake_kube) == "enabled", 30), logs()
-        assert agent.log().count("Reported device plugins") == reports_before
+        restarted_log = conductor.log()[conductor_log_before:]
+        # restored by the new conductor itself: its first node LIST (cache) or its audit
+        assert re.search(r"Node worker-0 \(host \S+, (watch|audit)\): labels set "
+                         r"\{'intelgpu': 'enabled'\}", restarted_log), restarted_log
+        assert ", report): labels set" not in restarted_log, logs()  # not by a report
     finally:
         agent_code = agent.stop(15)
         conductor_code = conductor.stop(20)

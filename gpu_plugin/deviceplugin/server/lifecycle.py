@@ -22,6 +22,7 @@ from gpu_plugin.deviceplugin import api
 from gpu_plugin.deviceplugin._api import api_pb2 as pb
 from gpu_plugin.deviceplugin._api import api_pb2_grpc as pb_grpc
 from gpu_plugin.deviceplugin.devices import DeviceState
+from gpu_plugin.deviceplugin.metrics import NO_METRICS, ResourceMetrics
 from gpu_plugin.deviceplugin.server.servicer import Servicer, options
 from gpu_plugin.deviceplugin.watch import ANY, Backoff, DirWatcher, file_identity
 
@@ -60,7 +61,8 @@ class DevicePluginServer:
                  allocator: api.Allocator | None = None, max_streams: int = 8, unary_workers: int = 4,
                  backoff: tuple[float, float] = (0.1, 5.0), poll_interval: float = 0.5,
                  use_inotify: bool = True, register_timeout: float = 5.0,
-                 stream_grace: tuple[float, float] = (2.0, 60.0)) -> None:
+                 stream_grace: tuple[float, float] = (2.0, 60.0),
+                 metrics: ResourceMetrics = NO_METRICS) -> None:
         self.resource_name = f"{namespace}/{resource_type}"
         self.endpoint = f"{namespace}-{resource_type}.sock"
         self.kubelet_dir = Path(kubelet_dir)
@@ -69,6 +71,7 @@ class DevicePluginServer:
         self._name = f"{self.resource_name} ({self.socket_path})"
         self._state = DeviceState(api.ResourceType(resource_type), max_streams,
                                   preferred_allocator=preferred_allocator, allocator=allocator)
+        self._metrics = metrics
         self._workers = max_streams + unary_workers
         self._backoff = backoff
         self._poll_interval = poll_interval
@@ -93,6 +96,7 @@ class DevicePluginServer:
     def update(self, devices: Mapping[api.DeviceID, api.DeviceInfo]) -> None:
         """Replace the advertised devices; open ListAndWatch streams get the new list if it changed."""
         self._state.update(devices)
+        self._metrics.devices(info.health.value for info in devices.values())
 
     def start(self) -> None:
         """Start serving and registering in a background thread (returns at once)."""
@@ -111,6 +115,7 @@ class DevicePluginServer:
         if self._thread is not None:
             self._thread.join(timeout)
         self._state.close()
+        self._metrics.devices(())
         self._shutdown_grpc(grace=0.2)  # let in-flight Allocate calls finish
         if self._watcher is not None:
             self._watcher.close()
@@ -150,7 +155,7 @@ class DevicePluginServer:
             raise api.DevicePluginError(f"{self._name}: cannot remove stale socket: {err}") from err
         server = grpc.server(ThreadPoolExecutor(self._workers, thread_name_prefix=f"dp-{self.endpoint}"),
                              options=[("grpc.so_reuseport", 0)])
-        servicer = Servicer(self._state, self._name, self._stream_ended)
+        servicer = Servicer(self._state, self._name, self._stream_ended, self._metrics)
         pb_grpc.add_DevicePluginServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         try:
             server.add_insecure_port(f"unix:{path}")
@@ -181,10 +186,12 @@ class DevicePluginServer:
             try:
                 pb_grpc.RegistrationStub(channel).Register(request, timeout=self._register_timeout)  # type: ignore[no-untyped-call]
             except grpc.RpcError as err:
+                self._metrics.registration_failed()
                 raise api.RegistrationError(f"{self._name}: registration with kubelet failed: "
                                             f"{err.code().name}: {err.details()}") from err
         self._kubelet_id = kubelet_id
         self.registrations += 1
+        self._metrics.registered(self.registrations)
         self.last_error = None
         self._registered.set()
         LOG.info("%s: registered with kubelet as %s", self._name, self.endpoint)

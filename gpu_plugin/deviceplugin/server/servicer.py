@@ -18,6 +18,7 @@ from gpu_plugin.deviceplugin import api
 from gpu_plugin.deviceplugin._api import api_pb2 as pb
 from gpu_plugin.deviceplugin._api import api_pb2_grpc as pb_grpc
 from gpu_plugin.deviceplugin.devices import DeviceState
+from gpu_plugin.deviceplugin.metrics import NO_METRICS, ResourceMetrics
 
 LOG = logging.getLogger(__name__)
 
@@ -90,8 +91,10 @@ class Servicer(pb_grpc.DevicePluginServicer):
     """kubelet's DevicePlugin service over one resource's ``DeviceState``."""
 
     def __init__(self, state: DeviceState, name: str,
-                 on_stream_end: Callable[[float], None] | None = None) -> None:
+                 on_stream_end: Callable[[float], None] | None = None,
+                 metrics: ResourceMetrics = NO_METRICS) -> None:
         self._state = state
+        self._metrics = metrics
         self._name = name
         #: called with the stream's age (s) when a ListAndWatch stream ends while serving
         self._on_stream_end = on_stream_end
@@ -127,6 +130,7 @@ class Servicer(pb_grpc.DevicePluginServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{self._name}: too many ListAndWatch streams")
         context.add_callback(self._state.wake)
         LOG.debug("%s: ListAndWatch stream opened", self._name)
+        self._metrics.streams(+1)
         started = time.monotonic()
         try:
             sent = -1
@@ -150,11 +154,16 @@ class Servicer(pb_grpc.DevicePluginServicer):
                 yield response
         finally:
             self._state.close_stream()
+            self._metrics.streams(-1)
             LOG.debug("%s: ListAndWatch stream closed", self._name)
             if self._on_stream_end is not None and not self._state.closed:
                 self._on_stream_end(time.monotonic() - started)
 
     def Allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> Any:
+        with self._metrics.allocate():
+            return self._allocate(request, context)
+
+    def _allocate(self, request: pb.AllocateRequest, context: grpc.ServicerContext) -> Any:
         responses = []
         for creq in request.container_requests:
             try:
@@ -167,6 +176,10 @@ class Servicer(pb_grpc.DevicePluginServicer):
 
     def GetPreferredAllocation(self, request: pb.PreferredAllocationRequest,
                                context: grpc.ServicerContext) -> Any:
+        with self._metrics.preferred():
+            return self._preferred(request, context)
+
+    def _preferred(self, request: pb.PreferredAllocationRequest, context: grpc.ServicerContext) -> Any:
         responses = []
         for creq in request.container_requests:
             try:

@@ -18,6 +18,7 @@ import pytest
 
 from gpu_plugin.xpum_sidecar import main as xs
 from tests.fakes.xpum_metrics import FakeXpumMetrics
+from tests.scrape import url_from_log, wait_value
 
 HELP = ["# HELP xpum_topology_link Connection type fo two GPU tiles", "# TYPE xpum_topology_link gauge"]
 CARD = ('dev_file="card1",dev_name="Intel(R) Graphics [0x0bdb]",pci_bdf="0000:51:00.0",pci_dev="0xbdb",'
@@ -203,24 +204,34 @@ def test_cli_scrapes_every_interval_and_removes_file_on_sigterm(tmp_path: Path) 
     with FakeXpumMetrics() as xpum:
         xpum.set_metrics(GOOD)
         config = _config(tmp_path, xpum.port)
-        proc = subprocess.Popen([sys.executable, "-m", "gpu_plugin.xpum_sidecar", "-interval", "1",
-                                 "-startup-delay=0", "--xpum-port", str(xpum.port), "-label-namespace", NS,
-                                 "-dst-file-path", config.dst_file_path,
-                                 "-tmp-dir-prefix", config.tmp_dir_prefix],
-                                stderr=subprocess.PIPE, text=True)
+        log_path = tmp_path / "sidecar.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "gpu_plugin.xpum_sidecar", "-interval", "1",
+                                     "-startup-delay=0", "--xpum-port", str(xpum.port), "-label-namespace",
+                                     NS, "-dst-file-path", config.dst_file_path,
+                                     "-tmp-dir-prefix", config.tmp_dir_prefix, "-metrics-address", ":0"],
+                                    stderr=log, text=True)
         try:
+            url = url_from_log(log_path, alive=lambda: proc.poll() is None)
             assert xpum.wait_requests(1)
             deadline = time.monotonic() + 10
             while not os.path.exists(config.dst_file_path) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert Path(config.dst_file_path).read_text() == f"{NS}/xe-links=0.0-1.0\n"
+            good = wait_value(url, "intel_xpumanager_sidecar_rounds_total", lambda v: v >= 1,
+                              outcome="written")
+            assert good.value("intel_xpumanager_sidecar_xe_links") == 1
+            assert good.value("intel_xpumanager_sidecar_last_success_timestamp_seconds") > 1.7e9
             xpum.set_metrics("not prometheus {")
             assert xpum.wait_requests(xpum.requests + 1)
-            time.sleep(0.2)
+            bad = wait_value(url, "intel_xpumanager_sidecar_rounds_total", lambda v: v >= 1,
+                             outcome="scrape_failed")
+            assert bad.value("intel_xpumanager_sidecar_xe_links") == 1  # the file still holds the link
             assert Path(config.dst_file_path).read_text() == f"{NS}/xe-links=0.0-1.0\n"
         finally:
             proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=15)
+            proc.wait(timeout=15)
+    err = log_path.read_text()
     assert proc.returncode == 0, err
     assert "keeping the previous labels" in err
     assert not os.path.exists(config.dst_file_path)
@@ -247,10 +258,11 @@ def test_cli_scrapes_every_interval_and_removes_file_on_sigterm(tmp_path: Path) 
     (["-interval", "1e309"], "-interval"),
     (["-interval", "-5"], "-interval"),
     (["-vmodule", "sidecar"], "-vmodule"),
+    (["-metrics-address", "nohost"], "-metrics-address"),
 ], ids=["zero-interval", "word-interval", "negative-delay", "port-range", "negative-lanes", "bad-namespace",
         "bad-bool", "missing-value", "unknown", "interval-int64-max", "delay-int64-max",
         "interval-uint64-overflow", "interval-over-a-year", "delay-over-a-year", "interval-inf", "delay-nan",
-        "interval-1e309", "negative-interval", "bad-klog-vmodule"])
+        "interval-1e309", "negative-interval", "bad-klog-vmodule", "bad-metrics-address"])
 def test_bad_flags_exit_2_with_one_line(args: list[str], flag: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "gpu_plugin.xpum_sidecar", *args], capture_output=True,
                           text=True, timeout=30)

@@ -1,17 +1,19 @@
-"""Kubernetes API access of the conductor; the only module that imports ``kubernetes``.
+"""Kubernetes API access of the conductor; the only package that imports ``kubernetes``.
 
-Owns: building the client from a kubeconfig, one LIST of nodes, lookup by systemUUID, label
-PATCHes (JSON merge patch: a value sets, ``None`` removes) and bounded retry with back-off on
-5xx/429 and connection errors. ``ApiException`` never leaves this module: callers get
-``NodeNotFound`` or ``KubeAPIError`` (original chained). Node lists are decoded from raw JSON
-(no model deserialization) so an audit of 1,000 nodes stays cheap.
+Owns: building the client from a kubeconfig, one LIST of nodes, a raw node WATCH, lookup by
+systemUUID, label PATCHes (JSON merge patch: a value sets, ``None`` removes), Lease reads and
+writes, and bounded retry with back-off on 5xx/429 and connection errors. ``ApiException``
+never leaves this package: callers get ``NodeNotFound``, ``KubeAPIError`` or ``WatchExpired``
+(original chained). Nodes are decoded from raw JSON (no model deserialization) so a LIST of
+5,000 nodes stays cheap. ``cache`` (LIST + WATCH node cache) and ``lease`` (leader election)
+build on this client.
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from oslo_config import cfg
@@ -31,6 +34,11 @@ LOG = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
+POOL_SIZE = 32  # concurrent requests (reports of different hosts, audit PATCHes, watch, lease)
+
+
+class WatchExpired(Exception):
+    """The watch's resourceVersion is older than the server's history (410 Gone): re-LIST."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Node:
     name: str
     system_uuid: str
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    resource_version: str = ""
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Node:
@@ -48,7 +57,23 @@ class Node:
         labels = meta.get("labels") or {}
         return cls(name=str(meta.get("name", "")),
                    system_uuid=str(info.get("systemUUID") or "").strip().lower(),
-                   labels=MappingProxyType({str(k): str(v) for k, v in labels.items()}))
+                   labels=MappingProxyType({str(k): str(v) for k, v in labels.items()}),
+                   resource_version=str(meta.get("resourceVersion") or ""))
+
+    def newer_than(self, other: Node) -> bool:
+        """True unless ``other`` is known to be a later version of the node (resourceVersions
+        are opaque strings; etcd's are integers, compared as such when both parse)."""
+        try:
+            return int(self.resource_version) >= int(other.resource_version)
+        except ValueError:
+            return True
+
+
+class _RawWatch(k8s_watch.Watch):
+    """The client's watch without model deserialization: events carry the raw JSON dict."""
+
+    def get_return_type(self, func: Any) -> None:
+        return None
 
 
 def warm_up() -> None:
@@ -88,6 +113,7 @@ class KubeClient:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._api: k8s_client.CoreV1Api | None = None
+        self._api_client: k8s_client.ApiClient | None = None
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> KubeClient:
@@ -98,11 +124,51 @@ class KubeClient:
     # -- public API -------------------------------------------------------------------------
     def list_nodes(self) -> list[Node]:
         """All nodes, with one LIST request."""
-        def call() -> list[Node]:
+        return self.list_nodes_at()[0]
+
+    def list_nodes_at(self) -> tuple[list[Node], str]:
+        """All nodes and the list's resourceVersion (where a watch starts), one LIST request."""
+        def call() -> tuple[list[Node], str]:
             response = self._core().list_node(_preload_content=False,
                                               _request_timeout=self.request_timeout)
-            return [Node.from_dict(item) for item in _json(response).get("items") or []]
+            body = _json(response)
+            version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+            return [Node.from_dict(item) for item in body.get("items") or []], version
         return self._with_retry("list nodes", None, call)
+
+    def watch_nodes(self, resource_version: str, timeout: int, *,
+                    on_open: Callable[[Callable[[], None]], None] | None = None,
+                    ) -> Iterator[tuple[str, Node]]:
+        """(event type, node) from ``resource_version`` on, for at most ``timeout`` s (one
+        WATCH request, no retry: the cache re-LISTs). Raises WatchExpired on 410 Gone and
+        KubeAPIError on any other failure; a normal end of stream just ends the iterator.
+        ``on_open`` receives a function that closes the stream from another thread."""
+        watcher: Any = _RawWatch()  # type: ignore[no-untyped-call]
+
+        def close() -> None:
+            watcher.stop()
+            response = getattr(watcher, "_resp", None)
+            if response is not None:
+                response.shutdown() if hasattr(response, "shutdown") else response.close()
+
+        if on_open is not None:
+            on_open(close)
+        try:
+            for event in watcher.stream(self._core().list_node, resource_version=resource_version,
+                                        timeout_seconds=timeout,
+                                        _request_timeout=(self.request_timeout, timeout + 10)):
+                kind, obj = event.get("type"), event.get("object")
+                if kind in ("ADDED", "MODIFIED", "DELETED") and isinstance(obj, dict):
+                    yield str(kind), Node.from_dict(obj)
+        except ApiException as err:
+            if err.status == 410:
+                raise WatchExpired(str(err.reason)) from err
+            raise exception.KubeAPIError(action="watch nodes",
+                                         reason=f"HTTP {err.status} {err.reason}") from err
+        except (urllib3.exceptions.HTTPError, OSError, ValueError, KeyError, TypeError) as err:
+            raise exception.KubeAPIError(action="watch nodes", reason=f"stream error: {err}") from err
+        finally:
+            watcher.stop()
 
     def find_node(self, system_uuid: str) -> Node | None:
         """The node with this systemUUID (one LIST), or None."""
@@ -141,8 +207,20 @@ class KubeClient:
                     raise exception.KubeAPIError(
                         action=f"load kubeconfig {self.kubeconfig}", reason=str(err)) from err
                 configuration.retries = 0  # our own bounded retry is the only one
-                self._api = k8s_client.CoreV1Api(k8s_client.ApiClient(configuration))
+                configuration.connection_pool_maxsize = POOL_SIZE
+                self._api_client = k8s_client.ApiClient(configuration)
+                self._api = k8s_client.CoreV1Api(self._api_client)
             return self._api
+
+    def api_client(self) -> k8s_client.ApiClient:
+        """The shared ApiClient (kubeconfig loaded on first use), for the lease module."""
+        self._core()
+        assert self._api_client is not None
+        return self._api_client
+
+    def with_retry(self, action: str, call: Callable[[], T]) -> T:
+        """``call`` with this client's bounded retry and error wrapping (no node context)."""
+        return self._with_retry(action, None, call)
 
     def _with_retry(self, action: str, node: str | None, call: Callable[[], T]) -> T:
         delay = self.retry_backoff
@@ -169,6 +247,11 @@ class KubeClient:
             self._sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def json_body(response: Any) -> dict[str, Any]:
+    """Decode a raw response (``_preload_content=False``) as a JSON object."""
+    return _json(response)
 
 
 def _json(response: Any) -> dict[str, Any]:

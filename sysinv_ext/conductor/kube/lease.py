@@ -1,0 +1,208 @@
+"""Leader election of the conductors through a coordination.k8s.io/v1 Lease (as client-go).
+
+sysinv runs on two controllers, so two conductors share one database; only the holder of the
+Lease serves RPC, audits and patches nodes. Rules (client-go's leaderelection): a candidate
+takes the Lease when it is free or when its record has not changed for ``duration`` seconds
+of the candidate's own clock (no clock comparison between hosts, except that a renewal's
+apparent age, bounded by ``retry_period``, is counted as already elapsed); updates carry the
+resourceVersion, so of two candidates exactly one wins (409 for the other). The holder renews
+every ``retry_period`` and steps down if it could not renew for ``renew_deadline`` (shorter
+than ``duration``: it stops before anyone else may start). A clean stop releases the Lease,
+so the standby takes over at its next try instead of after ``duration``.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
+from oslo_log import log as logging
+
+from sysinv_ext.common import exception
+from sysinv_ext.conductor.kube import KubeClient, json_body
+
+LOG = logging.getLogger(__name__)
+_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # MicroTime
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    namespace: str
+    name: str
+    identity: str
+    duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime(_TIME)
+
+
+def _age(micro_time: object) -> float:
+    """Seconds since a MicroTime by this host's wall clock (0 if unparsable or future)."""
+    if not isinstance(micro_time, str):
+        return 0.0
+    for fmt in (_TIME, "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            then = datetime.strptime(micro_time, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+        return max(0.0, (datetime.now(timezone.utc) - then).total_seconds())
+    return 0.0
+
+
+class LeaderElector:
+    """Runs the election on a thread; ``on_started``/``on_stopped`` run on that thread."""
+
+    def __init__(self, client: KubeClient, config: LeaseConfig, *, on_started: Callable[[], None],
+                 on_stopped: Callable[[], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._client = client
+        self._on_started, self._on_stopped = on_started, on_stopped
+        self._clock = clock
+        self._stop = threading.Event()
+        self._leading = threading.Event()
+        self._observed: dict[str, Any] | None = None   # last spec seen
+        self._observed_at = 0.0                         # when (our clock, backdated)
+        self._renewed_at = 0.0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading.is_set()
+
+    def wait_leading(self, timeout: float | None = None) -> bool:
+        return self._leading.wait(timeout)
+
+    def start(self) -> LeaderElector:
+        self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop electing; a leader steps down (``on_stopped``) and releases the Lease."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        cfg = self.config
+        LOG.info("Leader election: %s competes for Lease %s/%s (duration %.0f s)", cfg.identity,
+                 cfg.namespace, cfg.name, cfg.duration)
+        while not self._stop.is_set():
+            ok = self._try()
+            now = self._clock()
+            if ok:
+                self._renewed_at = now
+                if not self.is_leader:
+                    LOG.info("Leader election: %s is now the active conductor", cfg.identity)
+                    self._leading.set()
+                    self._call(self._on_started, "start serving")
+            elif self.is_leader and now - self._renewed_at > cfg.renew_deadline:
+                LOG.error("Leader election: %s could not renew Lease %s/%s for %.0f s; stepping down",
+                          cfg.identity, cfg.namespace, cfg.name, now - self._renewed_at)
+                self._leading.clear()
+                self._call(self._on_stopped, "stop serving")
+            self._stop.wait(cfg.retry_period)
+        if self.is_leader:
+            self._leading.clear()
+            self._call(self._on_stopped, "stop serving")
+            self._release()
+
+    def _call(self, func: Callable[[], None], what: str) -> None:
+        try:
+            func()
+        except Exception:  # the election must outlive a failing callback
+            LOG.exception("Leader election: failed to %s", what)
+
+    def _coordination(self) -> Any:
+        """CoordinationV1Api, typed Any: raw dict bodies and raw responses are used."""
+        return k8s_client.CoordinationV1Api(self._client.api_client())
+
+    def _try(self) -> bool:
+        """One acquire-or-renew attempt; False when someone else holds it or on any error."""
+        cfg = self.config
+        try:
+            api = self._coordination()
+            try:
+                lease = json_body(api.read_namespaced_lease(
+                    cfg.name, cfg.namespace, _preload_content=False,
+                    _request_timeout=self._client.request_timeout))
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                api.create_namespaced_lease(cfg.namespace, self._body(None), _preload_content=False,
+                                            _request_timeout=self._client.request_timeout
+                                            ).release_conn()
+                self._observe(self._body(None)["spec"], backdate=0.0)
+                return True
+            spec = lease.get("spec") or {}
+            if spec != self._observed:
+                self._observe(spec, backdate=min(_age(spec.get("renewTime")), cfg.retry_period))
+            holder = spec.get("holderIdentity") or ""
+            duration = float(spec.get("leaseDurationSeconds") or cfg.duration)
+            if holder and holder != cfg.identity and \
+                    self._clock() < self._observed_at + duration:
+                return False  # held by a live peer
+            body = self._body(lease)
+            api.replace_namespaced_lease(cfg.name, cfg.namespace, body, _preload_content=False,
+                                         _request_timeout=self._client.request_timeout).release_conn()
+            self._observe(body["spec"], backdate=0.0)
+            if holder and holder != cfg.identity:
+                LOG.warning("Leader election: took Lease %s/%s over from %s (not renewed for %.0f s)",
+                            cfg.namespace, cfg.name, holder, duration)
+            return True
+        except ApiException as err:
+            if err.status != 409:  # 409: another candidate won this round
+                LOG.warning("Leader election: Lease %s/%s: HTTP %s %s", cfg.namespace, cfg.name,
+                            err.status, err.reason)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError, exception.KubeAPIError) as err:
+            LOG.warning("Leader election: Lease %s/%s unreachable: %s", cfg.namespace, cfg.name, err)
+        return False
+
+    def _observe(self, spec: dict[str, Any], backdate: float) -> None:
+        self._observed = dict(spec)
+        self._observed_at = self._clock() - backdate
+
+    def _body(self, lease: dict[str, Any] | None, *, release: bool = False) -> dict[str, Any]:
+        cfg = self.config
+        spec = (lease or {}).get("spec") or {}
+        mine = spec.get("holderIdentity") == cfg.identity
+        now = _now()
+        new_spec = {
+            "holderIdentity": "" if release else cfg.identity,
+            "leaseDurationSeconds": 1 if release else max(1, int(round(cfg.duration))),
+            "acquireTime": spec.get("acquireTime") if mine else now,
+            "renewTime": now,
+            "leaseTransitions": int(spec.get("leaseTransitions") or 0) + (0 if mine or not spec else 1),
+        }
+        meta: dict[str, Any] = {"name": cfg.name, "namespace": cfg.namespace}
+        if lease is not None:
+            meta["resourceVersion"] = (lease.get("metadata") or {}).get("resourceVersion")
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+                "spec": new_spec}
+
+    def _release(self) -> None:
+        cfg = self.config
+        try:
+            api = self._coordination()
+            lease = json_body(api.read_namespaced_lease(cfg.name, cfg.namespace, _preload_content=False,
+                                                        _request_timeout=self._client.request_timeout))
+            if (lease.get("spec") or {}).get("holderIdentity") != cfg.identity:
+                return
+            api.replace_namespaced_lease(cfg.name, cfg.namespace, self._body(lease, release=True),
+                                         _preload_content=False,
+                                         _request_timeout=self._client.request_timeout).release_conn()
+            LOG.info("Leader election: %s released Lease %s/%s", cfg.identity, cfg.namespace, cfg.name)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError,
+                exception.KubeAPIError) as err:
+            LOG.warning("Leader election: could not release Lease %s/%s: %s", cfg.namespace,
+                        cfg.name, err)
