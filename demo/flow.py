@@ -29,6 +29,7 @@ from demo.procs import Proc, Supervisor, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS_URL = re.compile(r"serving Prometheus metrics on (http://\S+/metrics)")
+SERVING_RPC = re.compile(r"Conductor \S+ serving (topic|ZeroMQ RPC at) ")  # RPC is up (the Lease is held)
 BIN = Path(sys.executable).parent
 
 
@@ -239,7 +240,9 @@ class Flow:
         self.conductor = self.sup.start("conductor", [str(BIN / "sysinv-gpu-conductor"), "--config-file",
                                                       str(cond)], env=env)
         # the agent's first report would be lost if the conductor's queue did not exist yet
-        self._wait(lambda: " serving " in self.conductor.log_path.read_text(errors="replace"), 20,
+        # not any " serving " line: the metrics endpoint says so before the Lease lets RPC start
+        log = self.conductor.log_path
+        self._wait(lambda: SERVING_RPC.search(log.read_text(errors="replace")) is not None, 20,
                    "sysinv-gpu-conductor to serve its RPC topic or ZeroMQ port", self.conductor)
         self.agent = self.sup.start("agent", [str(BIN / "sysinv-gpu-agent"), "--config-file", str(agent)],
                                     env=env)

@@ -299,4 +299,9 @@ def test_demo_entry_point_serves_until_interrupted(tmp_path: Path) -> None:
         assert core.read_node("controller-0").status.node_info.system_uuid == "4C4C4544-0001"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        try:
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:  # never leave it running
+                proc.kill()
+                proc.wait()

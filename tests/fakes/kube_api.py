@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 import socket
 import threading
 import time
@@ -357,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", default="fake-kubeconfig.yaml")
     parser.add_argument("--node", action="append", default=[], metavar="NAME=SYSTEM_UUID")
     args = parser.parse_args(argv)
+    # Ctrl-C ends it even when started with SIGINT ignored (inherited by a background job of a
+    # non-interactive shell; Python then installs no KeyboardInterrupt handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     api = FakeKubeAPI(port=args.port).start()
     for spec in args.node:
         name, _, system_uuid = spec.partition("=")

@@ -10,6 +10,7 @@ No pytest imports: usable from fixtures and from ``python -m tests.fakes.kubelet
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -149,6 +150,8 @@ class _Registrar(pb_grpc.RegistrationServicer):
         error = self.owner._register(request)
         if error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+        if self.owner.before_reply is not None:
+            self.owner.before_reply(request.resource_name)
         return pb.Empty()
 
 
@@ -156,11 +159,15 @@ class FakeKubelet:
     """Emulated kubelet device manager on ``<kubelet_dir>/kubelet.sock`` (see module docstring).
 
     Thread-safe; every query reflects the current generation (bumped by ``restart()``), while
-    ``registrations`` keeps the whole history.
+    ``registrations`` keeps the whole history.  ``before_reply(resource)``, if set, runs after a
+    registration is accepted (its stream already being opened, as kubelet does) and before the
+    plugin gets the reply: a test can act in that window.
     """
 
-    def __init__(self, kubelet_dir: str | os.PathLike[str], socket_name: str = "kubelet.sock") -> None:
+    def __init__(self, kubelet_dir: str | os.PathLike[str], socket_name: str = "kubelet.sock", *,
+                 before_reply: Callable[[str], None] | None = None) -> None:
         self.kubelet_dir = Path(kubelet_dir)
+        self.before_reply = before_reply
         self.socket_path = self.kubelet_dir / socket_name
         self.generation = 0
         self._cond = threading.Condition(threading.RLock())
@@ -349,6 +356,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m tests.fakes.kubelet KUBELET_DIR", file=sys.stderr)
         return 2
+    # Ctrl-C ends it even when started with SIGINT ignored: a background job of a non-interactive
+    # shell (`make test &`, some CI runners) inherits SIG_IGN, and then Python installs no handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     kubelet = FakeKubelet(args[0]).start()
     print(f"fake kubelet listening on {kubelet.socket_path}", flush=True)
     seen: dict[str, tuple[int, int]] = {}

@@ -85,6 +85,29 @@ def test_dead_list_and_watch_stream_is_registered_again(
     assert "no new one came; registering again" in caplog.text
 
 
+def test_stream_lost_before_the_register_reply_is_registered_again(kdir: Path) -> None:
+    """kubelet opens the stream while the plugin still waits for the Register reply; a stream lost
+    in that window is lost all the same (it was once taken for "registered again since")."""
+    dropped = threading.Event()
+
+    def drop_first_stream(resource: str) -> None:
+        if not dropped.is_set():
+            kubelet.wait_for(lambda: kubelet.allocatable(resource) == 4, 10, "first stream")
+            kubelet.drop_stream(resource)
+            dropped.set()
+
+    with FakeKubelet(kdir, before_reply=drop_first_stream) as kubelet:
+        server = DevicePluginServer(NS, "widget", kdir, backoff=(0.02, 0.2), stream_grace=(0.1, 0.4))
+        server.update(GOOD)
+        server.start()
+        try:
+            _healthy_again(kubelet, 1)
+            assert dropped.is_set()
+            kubelet.wait_for(lambda: server.registrations == 2, 5, "the plugin has the second reply")
+        finally:
+            server.stop()
+
+
 def test_streams_dying_over_and_over_leave_threads_and_fds_bounded(
         served: tuple[FakeKubelet, DevicePluginServer]) -> None:
     kubelet, server = served

@@ -315,6 +315,7 @@ def test_registers_once_kubelet_appears(kdir: Path, make_server) -> None:
     with FakeKubelet(kdir) as kubelet:
         kubelet.wait_for_registration(RES, timeout=3)
         kubelet.wait_for(lambda: kubelet.allocatable(RES) == 2)
+        assert srv.wait_registered(5)  # kubelet has the request; wait until the plugin has the reply
     assert srv.registrations == 1
     assert eventually(lambda: not srv.wait_registered(0))  # kubelet.sock is gone again
 
@@ -328,6 +329,8 @@ def test_reregisters_after_kubelet_restart(kubelet: FakeKubelet, make_server, us
         assert kubelet.generation == round_
         kubelet.wait_for_registration(RES, timeout=5)
         kubelet.wait_for(lambda: kubelet.allocatable(RES) == 2, what="devices after restart")
+        # The next restart must find this registration complete on the plugin's side too.
+        assert eventually(lambda n=round_ + 1: srv.registrations == n), srv.registrations
     assert srv.registrations == 3
     assert len(kubelet.registrations) == 3
 
@@ -336,10 +339,14 @@ def test_reregisters_when_only_kubelet_sock_is_recreated(kdir: Path, make_server
     srv = make_server()
     with FakeKubelet(kdir) as first:
         first.wait_for_registration(RES)
+        # The fake kubelet records the request before the reply reaches the plugin: stopping it
+        # now could cancel the call (UNAVAILABLE), a failed registration that is retried.
+        assert eventually(lambda: srv.registrations == 1), srv.last_error
     assert (kdir / ENDPOINT).exists()  # no wipe this time: only kubelet.sock comes and goes
     with FakeKubelet(kdir) as second:
         second.wait_for_registration(RES, timeout=5)
         second.wait_for(lambda: second.allocatable(RES) == 2)
+        assert eventually(lambda: srv.registrations == 2), srv.last_error
     assert srv.registrations == 2
 
 

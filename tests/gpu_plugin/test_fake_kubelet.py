@@ -105,8 +105,13 @@ def test_runs_as_a_demo_program(kdir: Path) -> None:
     finally:
         srv.stop()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 0
-        proc.stdout.close()
+        try:
+            assert proc.wait(10) == 0
+        finally:
+            if proc.poll() is None:  # never leave it running
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
 
 
 def test_demo_program_usage_error() -> None:

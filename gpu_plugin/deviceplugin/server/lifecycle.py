@@ -85,8 +85,9 @@ class DevicePluginServer:
         self._own_id: tuple[int, int] | None = None
         self._kubelet_id: tuple[int, int] | None = None
         self.registrations = 0
+        self._attempts = 0  # registrations begun: kubelet may open the stream before Register returns
         self.last_error: api.DevicePluginError | None = None
-        # A lost ListAndWatch stream: (when to check, streams opened, registrations) at the loss.
+        # A lost ListAndWatch stream: (when to check, streams opened, registrations begun) at the loss.
         self._lost: tuple[float, int, int] | None = None
         self._lost_lock = threading.Lock()
         self._relist = Backoff(*stream_grace)
@@ -180,6 +181,7 @@ class DevicePluginServer:
             raise api.RegistrationError(f"{self._name}: kubelet socket {self.kubelet_socket} does not exist")
         request = pb.RegisterRequest(version=api.API_VERSION, endpoint=self.endpoint,
                                      resource_name=self.resource_name, options=options())
+        self._attempts += 1
         with grpc.insecure_channel(f"unix:{os.fspath(self.kubelet_socket)}") as channel:
             try:
                 pb_grpc.RegistrationStub(channel).Register(request, timeout=self._register_timeout)  # type: ignore[no-untyped-call]
@@ -204,7 +206,7 @@ class DevicePluginServer:
         with self._lost_lock:
             if lived >= self._relist.maximum:
                 self._relist.reset()
-            self._lost = (time.monotonic() + self._relist.next(), self._state.opened, self.registrations)
+            self._lost = (time.monotonic() + self._relist.next(), self._state.opened, self._attempts)
         if self._watcher is not None:
             self._watcher.wake()
 
@@ -215,9 +217,11 @@ class DevicePluginServer:
             if lost is None or time.monotonic() < lost[0]:
                 return
             self._lost = None
-        _, opened, registrations = lost
-        if self._state.opened != opened or self.registrations != registrations or self._state.streams:
-            return  # a new stream came, or we registered again since: nothing lost
+        _, opened, attempts = lost
+        # Counting registrations begun, not done: a stream kubelet opened for a Register call still
+        # in flight, and lost before the call returned, is lost all the same.
+        if self._state.opened != opened or self._attempts != attempts or self._state.streams:
+            return  # a new stream came, or we began registering again since: nothing lost
         if self._kubelet_id is None or file_identity(self.kubelet_socket) != self._kubelet_id:
             return  # kubelet is restarting: re-registered below as for any kubelet restart
         LOG.warning("%s: kubelet's ListAndWatch stream ended and no new one came; registering again",
