@@ -260,7 +260,8 @@ def host_record(engine: Engine, host_uuid: str, labels: Mapping[str, str | None]
                                               "label_value": value} for key, value in labels.items()])
                 conn.execute(rows.on_conflict_do_update(
                     index_elements=[Label.host_uuid, Label.label_key],
-                    set_={"label_value": rows.excluded.label_value}))
+                    set_={"label_value": rows.excluded.label_value, "updated_at": now},
+                    where=Label.label_value.is_distinct_from(rows.excluded.label_value)))
     except SQLAlchemyError as err:
         raise exception.DatabaseError(action="host_record", reason=str(err).splitlines()[0]) from err
 

@@ -7,6 +7,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,22 @@ def test_label_sync_sets_and_deletes_only_given_keys(engine: api.Engine) -> None
     assert api.label_sync(engine, "host-a", {}) is False
     assert [(r.host_uuid, r.label_key, r.label_value) for r in api.label_get_all(engine)] == [
         ("host-a", "foreign", "kept"), ("host-a", "intelgpu", "true"), ("host-b", "intelgpu", "enabled")]
+
+
+def test_host_record_upsert_keeps_first_seen_and_touches_changed_labels_only(engine: api.Engine) -> None:
+    """host_record's ON CONFLICT path: seen stays set, reported_at only moves when given, a label
+    is updated (updated_at set) only when its value changes, None records a removal."""
+    first = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    api.host_record(engine, "host-u", {"intelgpu": "enabled", "example.com/x": "1"}, seen=False,
+                    reported_at=first)
+    state = api.host_state_get_all(engine)["host-u"]
+    assert (state.seen, state.reported_at, dict(state.labels)) == (
+        False, first, {"intelgpu": "enabled", "example.com/x": "1"})
+    api.host_record(engine, "host-u", {"intelgpu": "enabled"}, seen=True)  # unchanged value
+    assert api.label_get(engine, "host-u", "intelgpu").updated_at is None
+    api.host_record(engine, "host-u", {"intelgpu": None}, seen=False)
+    state = api.host_state_get_all(engine)["host-u"]
+    assert (state.seen, state.reported_at) == (True, first)  # seen is never undone
+    assert dict(state.labels) == {"intelgpu": None, "example.com/x": "1"}
+    assert api.label_get(engine, "host-u", "intelgpu").updated_at is not None
+    assert api.label_get(engine, "host-u", "example.com/x").updated_at is None
