@@ -283,4 +283,5 @@ def test_legacy_agent_to_our_real_conductor_manager(
         assert err.value.exc_type == "InvalidPayload"
     finally:
         rpc.stop_server(server)
+        manager.close()  # its node-watch thread must not outlive the test
         manager.engine.dispose()
