@@ -358,6 +358,7 @@ def test_conductor_restart_keeps_state(database: str, request: pytest.FixtureReq
     assert fake_kube.node_labels("worker-0") == {"intelgpu": "enabled"}
     second.report(HOST_A, device_plugins=[])
     assert fake_kube.node_labels("worker-0") == {}
+    second.close()
     second.engine.dispose()
 
 
