@@ -123,7 +123,10 @@ def test_uncreatable_sqlite_db_conductor_exits_1_at_once(tmp_path: Path, topic: 
         "sysinv-gpu-conductor", ["--config-file", str(_config(tmp_path, topic, kubeconfig, db_file))],
         tmp_path / "conductor.log").start()
     assert conductor.proc is not None
-    assert conductor.proc.wait(60) == 1
+    try:
+        assert conductor.proc.wait(60) == 1
+    finally:
+        conductor.stop()  # a conductor that did not exit must not outlive the test
     log = conductor.log()
     assert "Conductor failed: Database error during upgrade" in log and "Traceback" not in log
 
