@@ -11,10 +11,9 @@ import glob
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 
+from gpu_plugin.common.atomic_file import replace_file
 from gpu_plugin.common.label_split import concat_split_chunks as concat_split_chunks  # re-exported
 from gpu_plugin.common.label_split import split as split
 from gpu_plugin.common.label_split import split_at_last_alnum as split_at_last_alnum
@@ -250,14 +249,5 @@ def format_labels(labels: Mapping[str, str]) -> str:
 def write_labels_file(labels: Mapping[str, str], path: str) -> None:
     """``atomicPrintLabelsToFile``: write in a temporary directory beside ``path`` (NFD ignores
     directories in features.d), then os.replace; for the plugin's NFD feature file."""
-    tmp_dir = tempfile.mkdtemp(prefix="labels", dir=os.path.dirname(path) or ".")
-    try:
-        tmp = os.path.join(tmp_dir, "labels.txt")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(format_labels(labels))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    replace_file(path, format_labels(labels), tmp_dir=os.path.dirname(path) or ".", prefix="labels",
+                 name="labels.txt")

@@ -13,11 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import signal
 import ssl
 import sys
-import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -25,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gpu_plugin.common import klog, metrics_http
+from gpu_plugin.common.atomic_file import replace_file
 from gpu_plugin.common.goflags import FlagError, FlagSet, command
 from gpu_plugin.common.label_split import split_at_last_alnum
 from gpu_plugin.xpum_sidecar.metrics import NO_SIDECAR_METRICS, SidecarMetrics, sidecar_metrics
@@ -144,17 +143,8 @@ def read_labels(path: str) -> list[str] | None:
 
 def write_labels(labels: Sequence[str], dst: str, tmp_dir_prefix: str) -> None:
     """Write in a fresh directory under ``tmp_dir_prefix`` (NFD skips directories), then os.replace."""
-    tmp_dir = tempfile.mkdtemp(prefix="xpumsidecar", dir=tmp_dir_prefix)
-    try:
-        tmp = os.path.join(tmp_dir, "xpum-sidecar-labels.txt")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("".join(label + "\n" for label in labels))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    replace_file(dst, "".join(label + "\n" for label in labels), tmp_dir=tmp_dir_prefix,
+                 prefix="xpumsidecar", name="xpum-sidecar-labels.txt")
 
 
 @dataclass(frozen=True)
