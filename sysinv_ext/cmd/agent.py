@@ -14,7 +14,7 @@ from typing import Any
 from oslo_config import cfg
 from oslo_log import log as logging
 
-# sysinv_ext.cmd (imported first) silences eventlet's import-time banner before oslo.messaging loads.
+# sysinv_ext.cmd (imported first) keeps eventlet out (threads_only) before oslo.messaging loads.
 from sysinv_ext.agent.manager import AgentManager
 from sysinv_ext.agent.metrics import NO_AGENT_METRICS, agent_metrics
 from sysinv_ext.agent.udev import UdevWatcher

@@ -8,19 +8,20 @@ SQLAlchemy errors become our exceptions (``LabelAlreadyExists``, ``LabelNotFound
 """
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import create_engine, delete, event, func, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from sysinv_ext.common import exception
@@ -61,8 +62,8 @@ def get_engine(url: str, *, create_dir: bool = True) -> Engine:
             if create_dir:
                 os.makedirs(directory, mode=0o750, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
-    else:
-        kwargs["pool_pre_ping"] = True
+    else:  # no pool_pre_ping: host_record retries on a dead connection instead (_write_retrying)
+        kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_SIZE, pool_recycle=3600)
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -77,6 +78,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     finally:
         cursor.close()
 
+#: connections kept open (client-server databases): reports of different hosts write at once
+POOL_SIZE = 16
 #: dialect name -> its INSERT with ON CONFLICT (host_record's fast path)
 _UPSERTS: dict[str, Any] = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 
@@ -236,34 +239,74 @@ def host_record(engine: Engine, host_uuid: str, labels: Mapping[str, str | None]
     from now on when ``seen``) and each of ``labels`` (None recorded as absent).
 
     On PostgreSQL and SQLite this is two Core upserts (``INSERT .. ON CONFLICT DO UPDATE``)
-    in one transaction: no SELECT, no ORM unit of work. A 5,000-host burst is bound by this
-    per-report cost; other dialects take the ORM path with the same effect."""
+    in one transaction: no SELECT, no ORM unit of work, statements built once per shape
+    (their compiled form is cached by SQLAlchemy, so a report only binds values). A 5,000-host
+    burst is bound by this per-report cost; other dialects take the ORM path with the same
+    effect. A connection found dead (database restarted) is retried once on a new one."""
     now = datetime.now(timezone.utc)
-    upsert = _UPSERTS.get(engine.dialect.name)
-    if upsert is None:
+    if engine.dialect.name not in _UPSERTS:
         _host_record_orm(engine, host_uuid, labels, seen=seen, reported_at=reported_at, now=now)
         return
-    host = upsert(Host).values(host_uuid=host_uuid, reported_at=reported_at or now,
-                               seen_at=now if seen else None)
-    changes: dict[str, Any] = {}
-    if reported_at is not None:
-        changes["reported_at"] = host.excluded.reported_at
-    if seen:
-        changes["seen_at"] = func.coalesce(Host.seen_at, host.excluded.seen_at)
-    host = (host.on_conflict_do_update(index_elements=[Host.host_uuid], set_=changes) if changes
-            else host.on_conflict_do_nothing(index_elements=[Host.host_uuid]))
-    try:
+    host_stmt = _host_upsert(engine.dialect.name, reported_at is not None, seen)
+    host_row = {"host_uuid": host_uuid, "reported_at": reported_at or now,
+                "seen_at": now if seen else None}
+    label_rows = [{"host_uuid": host_uuid, "label_key": key, "label_value": value,
+                   "created_at": now, "now": now} for key, value in labels.items()]
+
+    def write() -> None:
         with engine.begin() as conn:
-            conn.execute(host)
-            if labels:
-                rows = upsert(Label).values([{"host_uuid": host_uuid, "label_key": key,
-                                              "label_value": value} for key, value in labels.items()])
-                conn.execute(rows.on_conflict_do_update(
-                    index_elements=[Label.host_uuid, Label.label_key],
-                    set_={"label_value": rows.excluded.label_value, "updated_at": now},
-                    where=Label.label_value.is_distinct_from(rows.excluded.label_value)))
-    except SQLAlchemyError as err:
-        raise exception.DatabaseError(action="host_record", reason=str(err).splitlines()[0]) from err
+            conn.execute(host_stmt, host_row)
+            if label_rows:
+                conn.execute(_label_upsert(engine.dialect.name), label_rows)
+    _write_retrying("host_record", write)
+
+
+def _write_retrying(action: str, write: Callable[[], None]) -> None:
+    """``write()`` (one transaction); once more if its connection turned out to be dead.
+
+    The engine does not ping before each checkout (that is one more round trip per report):
+    a dead connection shows as ``connection_invalidated``, SQLAlchemy then discards the
+    pool's older connections, and the retry runs on a fresh one. Any other error, or a
+    second failure, is a DatabaseError."""
+    for attempt in (1, 2):
+        try:
+            write()
+            return
+        except DBAPIError as err:
+            if attempt == 1 and err.connection_invalidated:
+                continue
+            raise exception.DatabaseError(action=action, reason=str(err).splitlines()[0]) from err
+        except SQLAlchemyError as err:
+            raise exception.DatabaseError(action=action, reason=str(err).splitlines()[0]) from err
+
+
+@functools.cache
+def _host_upsert(dialect: str, set_reported: bool, set_seen: bool) -> Any:
+    """INSERT host .. ON CONFLICT for one combination of what a report updates."""
+    stmt = _UPSERTS[dialect](Host).values(host_uuid=bindparam("host_uuid"),
+                                          reported_at=bindparam("reported_at"),
+                                          seen_at=bindparam("seen_at"))
+    changes: dict[str, Any] = {}
+    if set_reported:
+        changes["reported_at"] = stmt.excluded.reported_at
+    if set_seen:
+        changes["seen_at"] = func.coalesce(Host.seen_at, stmt.excluded.seen_at)
+    if not changes:
+        return stmt.on_conflict_do_nothing(index_elements=[Host.host_uuid])
+    return stmt.on_conflict_do_update(index_elements=[Host.host_uuid], set_=changes)
+
+
+@functools.cache
+def _label_upsert(dialect: str) -> Any:
+    """INSERT label .. ON CONFLICT: the value (and updated_at) only where it differs."""
+    stmt = _UPSERTS[dialect](Label).values(host_uuid=bindparam("host_uuid"),
+                                           label_key=bindparam("label_key"),
+                                           label_value=bindparam("label_value"),
+                                           created_at=bindparam("created_at"))
+    return stmt.on_conflict_do_update(
+        index_elements=[Label.host_uuid, Label.label_key],
+        set_={"label_value": stmt.excluded.label_value, "updated_at": bindparam("now")},
+        where=Label.label_value.is_distinct_from(stmt.excluded.label_value))
 
 
 def _host_record_orm(engine: Engine, host_uuid: str, labels: Mapping[str, str | None], *,

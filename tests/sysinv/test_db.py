@@ -132,3 +132,37 @@ def test_host_record_upsert_keeps_first_seen_and_touches_changed_labels_only(eng
     assert dict(state.labels) == {"intelgpu": None, "example.com/x": "1"}
     assert api.label_get(engine, "host-u", "intelgpu").updated_at is not None
     assert api.label_get(engine, "host-u", "example.com/x").updated_at is None
+
+
+def test_host_record_survives_connections_dropped_by_the_server(postgres_url: str) -> None:
+    """The engine does not ping before each checkout (one round trip less per report): a write
+    on a connection the server closed (a PostgreSQL restart, here pg_terminate_backend of every
+    session) is retried once on a fresh connection instead of failing the report."""
+    import psycopg2
+
+    eng = api.get_engine(postgres_url)
+    migration.upgrade(eng)
+    try:
+        api.host_record(eng, "host-r", {"intelgpu": "enabled"}, seen=True)  # pool now holds one
+        database = postgres_url.rsplit("/", 1)[1]
+        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
+            killed = cur.fetchone()
+        admin.close()
+        assert killed is not None and killed[0] >= 1, "the pooled connection was not there to kill"
+        api.host_record(eng, "host-r", {"intelgpu": None}, seen=True)
+        assert api.host_state_get_all(eng)["host-r"].labels == {"intelgpu": None}
+    finally:
+        eng.dispose()
+
+
+def test_host_record_other_database_errors_are_not_retried(tmp_path: Path) -> None:
+    eng = api.get_engine(f"sqlite:///{tmp_path}/empty.sqlite")  # no tables: every write fails
+    try:
+        with pytest.raises(exception.DatabaseError, match="host_record.*no such table"):
+            api.host_record(eng, "host-r", {"intelgpu": "enabled"}, seen=True)
+    finally:
+        eng.dispose()

@@ -7,13 +7,19 @@ never leaves this package: callers get ``NodeNotFound``, ``KubeAPIError`` or ``W
 (original chained). Nodes are decoded from raw JSON (no model deserialization) so a LIST of
 5,000 nodes stays cheap. ``cache`` (LIST + WATCH node cache) and ``lease`` (leader election)
 build on this client.
+
+Requests go through the official client's generic path, ``ApiClient.param_serialize`` +
+``call_api`` (what every generated method ends in: the kubeconfig's host, TLS, token and proxy
+apply unchanged), not through ``CoreV1Api``/``CoordinationV1Api``: loading those classes builds
+pydantic validators for hundreds of methods (22 MB of the conductor's RSS, about 1 s at start)
+and validates every call's arguments, for the six requests the conductor sends.
 """
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -32,6 +38,8 @@ from sysinv_ext.common import exception
 LOG = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+NODES_PATH = "/api/v1/nodes"
+NODE_PATH = "/api/v1/nodes/{name}"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
 POOL_SIZE = 32  # concurrent requests (reports of different hosts, audit PATCHes, watch, lease)
@@ -77,9 +85,9 @@ class _RawWatch(k8s_watch.Watch):
 
 
 def warm_up() -> None:
-    """Import the client's CoreV1Api now (seconds of pydantic model building) rather than
-    inside the first RPC; no network access."""
-    _ = k8s_client.CoreV1Api
+    """Load the client classes the first request needs now rather than inside the first RPC
+    (the package loads them lazily); no network access."""
+    _ = k8s_client.ApiClient, k8s_client.Configuration
 
 
 def index_by_system_uuid(nodes: Iterable[Node]) -> dict[str, Node]:
@@ -112,7 +120,6 @@ class KubeClient:
         self.retry_backoff = max(0.0, retry_backoff)
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._api: k8s_client.CoreV1Api | None = None
         self._api_client: k8s_client.ApiClient | None = None
 
     @classmethod
@@ -129,9 +136,7 @@ class KubeClient:
     def list_nodes_at(self) -> tuple[list[Node], str]:
         """All nodes and the list's resourceVersion (where a watch starts), one LIST request."""
         def call() -> tuple[list[Node], str]:
-            response = self._core().list_node(_preload_content=False,
-                                              _request_timeout=self.request_timeout)
-            body = _json(response)
+            body = _json(self.request("GET", NODES_PATH))
             version = str((body.get("metadata") or {}).get("resourceVersion") or "")
             return [Node.from_dict(item) for item in body.get("items") or []], version
         return self._with_retry("list nodes", None, call)
@@ -154,7 +159,7 @@ class KubeClient:
         if on_open is not None:
             on_open(close)
         try:
-            for event in watcher.stream(self._core().list_node, resource_version=resource_version,
+            for event in watcher.stream(self._list_node, resource_version=resource_version,
                                         timeout_seconds=timeout,
                                         _request_timeout=(self.request_timeout, timeout + 10)):
                 kind, obj = event.get("type"), event.get("object")
@@ -177,9 +182,7 @@ class KubeClient:
     def get_node(self, name: str) -> Node:
         """Node ``name`` as it is now (one GET); raises NodeNotFound."""
         def call() -> Node:
-            response = self._core().read_node(name, _preload_content=False,
-                                              _request_timeout=self.request_timeout)
-            return Node.from_dict(_json(response))
+            return Node.from_dict(_json(self.request("GET", NODE_PATH, path_params={"name": name})))
         return self._with_retry("read", name, call)
 
     def patch_node_labels(self, name: str, labels: Mapping[str, str | None]) -> Node:
@@ -187,36 +190,64 @@ class KubeClient:
         body = label_patch(labels)
 
         def call() -> Node:
-            response = self._core().patch_node(name, body, _content_type=MERGE_PATCH,
-                                               _preload_content=False,
-                                               _request_timeout=self.request_timeout)
-            return Node.from_dict(_json(response))
+            return Node.from_dict(_json(self.request("PATCH", NODE_PATH, path_params={"name": name},
+                                                     body=body, content_type=MERGE_PATCH)))
         return self._with_retry(f"patch labels {sorted(labels)}", name, call)
 
+    def request(self, method: str, path: str, *, path_params: Mapping[str, str] | None = None,
+                query: Sequence[tuple[str, Any]] = (), body: Any = None,
+                content_type: str | None = None, timeout: Any = None) -> Any:
+        """One request (no retry) through ``ApiClient.param_serialize`` + ``call_api``.
+
+        ``path`` may hold ``{name}`` placeholders filled (quoted) from ``path_params``. Returns
+        the raw urllib3 response of a 2xx answer, body unread (stream it or pass it to
+        ``json_body``); raises ``ApiException`` (404: ``NotFoundException``) otherwise, as the
+        generated methods do with ``_preload_content=False``.
+        """
+        api = self.api_client()
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        method_, url, headers_, body_, post = api.param_serialize(
+            method=method, resource_path=path, path_params=dict(path_params or {}),
+            query_params=list(query), header_params=headers, body=body,
+            auth_settings=["BearerToken"])
+        response = api.call_api(method_, url, headers_, body_, post,
+                                _request_timeout=self.request_timeout if timeout is None else timeout)
+        if not 200 <= response.status <= 299:
+            response.read()  # type: ignore[no-untyped-call]
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
     # -- internals --------------------------------------------------------------------------
-    def _core(self) -> k8s_client.CoreV1Api:
+    def _list_node(self, *, watch: bool = False, resource_version: str | None = None,
+                   timeout_seconds: int | None = None, _request_timeout: Any = None,
+                   _preload_content: bool = False) -> Any:
+        """``list_node`` as ``Watch.stream`` calls it: the raw response of a node LIST/WATCH."""
+        query: list[tuple[str, Any]] = [("watch", True)] if watch else []
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        if timeout_seconds is not None:
+            query.append(("timeoutSeconds", timeout_seconds))
+        return self.request("GET", NODES_PATH, query=query, timeout=_request_timeout)
+
+    def api_client(self) -> k8s_client.ApiClient:
+        """The shared ApiClient, built from the kubeconfig on first use (KubeAPIError if the
+        kubeconfig cannot be loaded; the next call tries again)."""
         with self._lock:
-            if self._api is None:
+            if self._api_client is None:
                 configuration = k8s_client.Configuration()
                 try:
                     k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                         config_file=self.kubeconfig, context=self.context,
-                                                client_configuration=configuration,
-                                                persist_config=False)
+                        client_configuration=configuration, persist_config=False)
                 except (ConfigException, OSError, ValueError, TypeError) as err:
                     raise exception.KubeAPIError(
                         action=f"load kubeconfig {self.kubeconfig}", reason=str(err)) from err
                 configuration.retries = 0  # our own bounded retry is the only one
                 configuration.connection_pool_maxsize = POOL_SIZE
                 self._api_client = k8s_client.ApiClient(configuration)
-                self._api = k8s_client.CoreV1Api(self._api_client)
-            return self._api
-
-    def api_client(self) -> k8s_client.ApiClient:
-        """The shared ApiClient (kubeconfig loaded on first use), for the lease module."""
-        self._core()
-        assert self._api_client is not None
-        return self._api_client
+            return self._api_client
 
     def with_retry(self, action: str, call: Callable[[], T]) -> T:
         """``call`` with this client's bounded retry and error wrapping (no node context)."""

@@ -20,7 +20,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import urllib3
-from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 from oslo_log import log as logging
 
@@ -29,6 +28,8 @@ from sysinv_ext.conductor.kube import KubeClient, json_body
 
 LOG = logging.getLogger(__name__)
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # MicroTime
+LEASES_PATH = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+LEASE_PATH = LEASES_PATH + "/{name}"
 
 
 @dataclass(frozen=True)
@@ -123,25 +124,31 @@ class LeaderElector:
         except Exception:  # the election must outlive a failing callback
             LOG.exception("Leader election: failed to %s", what)
 
-    def _coordination(self) -> Any:
-        """CoordinationV1Api, typed Any: raw dict bodies and raw responses are used."""
-        return k8s_client.CoordinationV1Api(self._client.api_client())
+    def _read(self) -> dict[str, Any]:
+        cfg = self.config
+        return json_body(self._client.request("GET", LEASE_PATH,
+                                              path_params={"namespace": cfg.namespace, "name": cfg.name}))
+
+    def _write(self, body: dict[str, Any], *, create: bool = False) -> None:
+        cfg = self.config
+        if create:
+            response = self._client.request("POST", LEASES_PATH, path_params={"namespace": cfg.namespace},
+                                            body=body)
+        else:
+            response = self._client.request("PUT", LEASE_PATH, path_params={
+                "namespace": cfg.namespace, "name": cfg.name}, body=body)
+        response.release_conn()
 
     def _try(self) -> bool:
         """One acquire-or-renew attempt; False when someone else holds it or on any error."""
         cfg = self.config
         try:
-            api = self._coordination()
             try:
-                lease = json_body(api.read_namespaced_lease(
-                    cfg.name, cfg.namespace, _preload_content=False,
-                    _request_timeout=self._client.request_timeout))
+                lease = self._read()
             except ApiException as err:
                 if err.status != 404:
                     raise
-                api.create_namespaced_lease(cfg.namespace, self._body(None), _preload_content=False,
-                                            _request_timeout=self._client.request_timeout
-                                            ).release_conn()
+                self._write(self._body(None), create=True)
                 self._observe(self._body(None)["spec"], backdate=0.0)
                 return True
             spec = lease.get("spec") or {}
@@ -153,8 +160,7 @@ class LeaderElector:
                     self._clock() < self._observed_at + duration:
                 return False  # held by a live peer
             body = self._body(lease)
-            api.replace_namespaced_lease(cfg.name, cfg.namespace, body, _preload_content=False,
-                                         _request_timeout=self._client.request_timeout).release_conn()
+            self._write(body)
             self._observe(body["spec"], backdate=0.0)
             if holder and holder != cfg.identity:
                 LOG.warning("Leader election: took Lease %s/%s over from %s (not renewed for %.0f s)",
@@ -193,14 +199,10 @@ class LeaderElector:
     def _release(self) -> None:
         cfg = self.config
         try:
-            api = self._coordination()
-            lease = json_body(api.read_namespaced_lease(cfg.name, cfg.namespace, _preload_content=False,
-                                                        _request_timeout=self._client.request_timeout))
+            lease = self._read()
             if (lease.get("spec") or {}).get("holderIdentity") != cfg.identity:
                 return
-            api.replace_namespaced_lease(cfg.name, cfg.namespace, self._body(lease, release=True),
-                                         _preload_content=False,
-                                         _request_timeout=self._client.request_timeout).release_conn()
+            self._write(self._body(lease, release=True))
             LOG.info("Leader election: %s released Lease %s/%s", cfg.identity, cfg.namespace, cfg.name)
         except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError,
                 exception.KubeAPIError) as err:
