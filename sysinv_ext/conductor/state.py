@@ -2,7 +2,8 @@
 
 ``DesiredState`` mirrors the ``label``/``host`` tables (loaded when a conductor becomes active)
 so that a report whose state did not change costs no database access at all, and one that
-did change costs exactly one transaction. Removals are recorded too (value None): the audit
+did change is written in exactly one transaction (shared with reports written at the same
+moment: ``db.group.GroupCommit``). Removals are recorded too (value None): the audit
 then converges both ways after a crash between the database write and the PATCH. Hosts whose
 node was never seen are pending: capped in number and expired after a TTL, so random host
 uuids cannot grow the database for ever. ``HostLocks`` orders the work of one host (reports,
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from sysinv_ext.db import api as db_api
+from sysinv_ext.db.group import GroupCommit
 
 Desired = Mapping[str, "str | None"]
 
@@ -67,6 +69,7 @@ class DesiredState:
     def __init__(self, engine: db_api.Engine, *, pending_ttl: float, pending_limit: int,
                  refresh_every: float = 3600.0) -> None:
         self.engine = engine
+        self.writer = GroupCommit(engine)  # concurrent reports share a transaction
         self.pending_ttl = pending_ttl
         self.pending_limit = pending_limit
         self._refresh_every = min(refresh_every, pending_ttl / 10)
@@ -110,9 +113,10 @@ class DesiredState:
         refresh = not seen and (entry is None or now - entry.reported_at > self._refresh_every)
         if entry is not None and not changes and not becomes_seen and not refresh:
             return "unchanged"
-        db_api.host_record(self.engine, host, changes, seen=seen,
-                           reported_at=datetime.fromtimestamp(now, timezone.utc)
-                           if refresh or entry is None else None)
+        self.writer.record(db_api.HostWrite(
+            host, changes, seen=seen,
+            reported_at=datetime.fromtimestamp(now, timezone.utc) if refresh or entry is None
+            else None))
         base = entry or HostEntry(reported_at=now)
         self._hosts[host] = replace(base, labels={**old, **changes},
                                     seen=base.seen or seen, version=base.version + 1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 from sysinv_ext.common import exception
 from sysinv_ext.db.models import Host, Label
 
-__all__ = ["Engine", "HostState", "LabelRecord", "describe_url", "get_engine", "host_expire",
-           "host_mark_seen", "host_record", "host_state_get_all", "label_create", "label_delete",
-           "label_get", "label_get_all", "label_get_by_host", "label_set", "label_sync", "label_update"]
+__all__ = ["Engine", "HostState", "HostWrite", "LabelRecord", "describe_url", "get_engine",
+           "host_expire", "host_mark_seen", "host_record", "host_record_many", "host_state_get_all",
+           "label_create", "label_delete", "label_get", "label_get_all", "label_get_by_host",
+           "label_set", "label_sync", "label_update"]
 
 
 @dataclass(frozen=True)
@@ -233,29 +234,52 @@ def host_state_get_all(engine: Engine) -> dict[str, HostState]:
     return result
 
 
+@dataclass(frozen=True)
+class HostWrite:
+    """One report's change: the host row and the labels to record (None = absent)."""
+
+    host_uuid: str
+    labels: Mapping[str, str | None]
+    seen: bool
+    reported_at: datetime | None = None  # None: keep the recorded time (a new host gets now)
+
+
 def host_record(engine: Engine, host_uuid: str, labels: Mapping[str, str | None], *,
                 seen: bool, reported_at: datetime | None = None) -> None:
     """In one transaction: the host row (created if new; ``reported_at`` when given; seen
-    from now on when ``seen``) and each of ``labels`` (None recorded as absent).
+    from now on when ``seen``) and each of ``labels`` (None recorded as absent)."""
+    host_record_many(engine, [HostWrite(host_uuid, labels, seen, reported_at)])
 
-    On PostgreSQL and SQLite this is two Core upserts (``INSERT .. ON CONFLICT DO UPDATE``)
-    in one transaction: no SELECT, no ORM unit of work, statements built once per shape
-    (their compiled form is cached by SQLAlchemy, so a report only binds values). A 5,000-host
-    burst is bound by this per-report cost; other dialects take the ORM path with the same
-    effect. A connection found dead (database restarted) is retried once on a new one."""
+
+def host_record_many(engine: Engine, writes: Sequence[HostWrite]) -> None:
+    """``host_record`` for several hosts (at most one write per host) in ONE transaction:
+    all are recorded or none (DatabaseError).
+
+    On PostgreSQL and SQLite these are Core upserts (``INSERT .. ON CONFLICT DO UPDATE``),
+    one executemany per statement shape: no SELECT, no ORM unit of work, statements built once
+    per shape (their compiled form is cached by SQLAlchemy, so a write only binds values).
+    Other dialects take the ORM path with the same effect. A connection found dead (database
+    restarted) is retried once on a new one. ``GroupCommit`` (db/group.py) batches concurrent
+    reports into one call of this."""
+    if not writes:
+        return
     now = datetime.now(timezone.utc)
     if engine.dialect.name not in _UPSERTS:
-        _host_record_orm(engine, host_uuid, labels, seen=seen, reported_at=reported_at, now=now)
+        _write_retrying("host_record", lambda: _host_record_orm(engine, writes, now=now))
         return
-    host_stmt = _host_upsert(engine.dialect.name, reported_at is not None, seen)
-    host_row = {"host_uuid": host_uuid, "reported_at": reported_at or now,
-                "seen_at": now if seen else None}
-    label_rows = [{"host_uuid": host_uuid, "label_key": key, "label_value": value,
-                   "created_at": now, "now": now} for key, value in labels.items()]
+    host_rows: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+    label_rows: list[dict[str, Any]] = []
+    for w in writes:
+        host_rows.setdefault((w.reported_at is not None, w.seen), []).append(
+            {"host_uuid": w.host_uuid, "reported_at": w.reported_at or now,
+             "seen_at": now if w.seen else None})
+        label_rows += [{"host_uuid": w.host_uuid, "label_key": key, "label_value": value,
+                        "created_at": now} for key, value in w.labels.items()]
 
     def write() -> None:
         with engine.begin() as conn:
-            conn.execute(host_stmt, host_row)
+            for (set_reported, set_seen), rows in host_rows.items():
+                conn.execute(_host_upsert(engine.dialect.name, set_reported, set_seen), rows)
             if label_rows:
                 conn.execute(_label_upsert(engine.dialect.name), label_rows)
     _write_retrying("host_record", write)
@@ -305,32 +329,35 @@ def _label_upsert(dialect: str) -> Any:
                                            created_at=bindparam("created_at"))
     return stmt.on_conflict_do_update(
         index_elements=[Label.host_uuid, Label.label_key],
-        set_={"label_value": stmt.excluded.label_value, "updated_at": bindparam("now")},
+        # updated_at from the row's own VALUES (created_at is "now"): no parameter outside
+        # VALUES, so an executemany is sent as one multi-row INSERT ("insertmanyvalues")
+        set_={"label_value": stmt.excluded.label_value, "updated_at": stmt.excluded.created_at},
         where=Label.label_value.is_distinct_from(stmt.excluded.label_value))
 
 
-def _host_record_orm(engine: Engine, host_uuid: str, labels: Mapping[str, str | None], *,
-                     seen: bool, reported_at: datetime | None, now: datetime) -> None:
-    with _session(engine, "host_record") as session:
-        host = session.get(Host, host_uuid)
-        if host is None:
-            session.add(Host(host_uuid=host_uuid, reported_at=reported_at or now,
-                             seen_at=now if seen else None))
-        else:
-            if reported_at is not None:
-                host.reported_at = reported_at
-            if seen and host.seen_at is None:
-                host.seen_at = now
-        if not labels:
-            return
-        rows = {row.label_key: row for row in session.scalars(
-            select(Label).where(Label.host_uuid == host_uuid, Label.label_key.in_(list(labels))))}
-        for key, value in labels.items():
-            row = rows.get(key)
-            if row is None:
-                session.add(Label(host_uuid=host_uuid, label_key=key, label_value=value))
-            elif row.label_value != value:
-                row.label_value = value
+def _host_record_orm(engine: Engine, writes: Sequence[HostWrite], *, now: datetime) -> None:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        for w in writes:
+            host = session.get(Host, w.host_uuid)
+            if host is None:
+                session.add(Host(host_uuid=w.host_uuid, reported_at=w.reported_at or now,
+                                 seen_at=now if w.seen else None))
+            else:
+                if w.reported_at is not None:
+                    host.reported_at = w.reported_at
+                if w.seen and host.seen_at is None:
+                    host.seen_at = now
+            if not w.labels:
+                continue
+            rows = {row.label_key: row for row in session.scalars(
+                select(Label).where(Label.host_uuid == w.host_uuid,
+                                    Label.label_key.in_(list(w.labels))))}
+            for key, value in w.labels.items():
+                row = rows.get(key)
+                if row is None:
+                    session.add(Label(host_uuid=w.host_uuid, label_key=key, label_value=value))
+                elif row.label_value != value:
+                    row.label_value = value
 
 
 def host_mark_seen(engine: Engine, host_uuid: str) -> None:
