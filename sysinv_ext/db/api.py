@@ -256,7 +256,9 @@ def host_record_many(engine: Engine, writes: Sequence[HostWrite]) -> None:
     all are recorded or none (DatabaseError).
 
     On PostgreSQL and SQLite these are Core upserts (``INSERT .. ON CONFLICT DO UPDATE``),
-    one executemany per statement shape: no SELECT, no ORM unit of work, statements built once
+    one executemany per statement shape (a multi-row INSERT through insertmanyvalues would
+    need a RETURNING clause, and measured slower in the 5,000-host burst: 24-30 s against
+    36 s): no SELECT, no ORM unit of work, statements built once
     per shape (their compiled form is cached by SQLAlchemy, so a write only binds values).
     Other dialects take the ORM path with the same effect. A connection found dead (database
     restarted) is retried once on a new one. ``GroupCommit`` (db/group.py) batches concurrent

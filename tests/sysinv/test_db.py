@@ -166,3 +166,4 @@ def test_host_record_other_database_errors_are_not_retried(tmp_path: Path) -> No
             api.host_record(eng, "host-r", {"intelgpu": "enabled"}, seen=True)
     finally:
         eng.dispose()
+

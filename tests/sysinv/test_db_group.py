@@ -29,17 +29,16 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[api.Engin
     eng.dispose()
 
 
-def _hold_first_commit_until_queued(engine: api.Engine, writer: GroupCommit, queued: int) -> None:
-    """The first transaction commits only once ``queued`` other writes wait behind it, so the
-    grouping below is certain, not a matter of timing."""
-    first = threading.Event()
+def _hold_commits_until_queued(engine: api.Engine, writer: GroupCommit, queued: int) -> None:
+    """Every commit waits until ``queued`` writes wait behind the writers in flight (then none
+    waits any more), so the grouping below is certain, not a matter of timing."""
+    released = threading.Event()
 
     def on_commit(_conn: object) -> None:
-        if first.is_set():
-            return
-        first.set()
         deadline = time.monotonic() + 20
-        while len(writer._queue) < queued and time.monotonic() < deadline:
+        while not released.is_set() and time.monotonic() < deadline:
+            if len(writer._queue) >= queued:
+                released.set()
             time.sleep(0.005)
 
     event.listen(engine, "commit", on_commit)
@@ -78,8 +77,8 @@ def _write(i: int | None) -> api.HostWrite:
 
 def test_concurrent_reports_share_a_transaction_and_return_after_their_commit(
         engine: api.Engine) -> None:
-    writer = GroupCommit(engine)
-    _hold_first_commit_until_queued(engine, writer, WRITERS - 1)
+    writer = GroupCommit(engine, max_writers=1)
+    _hold_commits_until_queued(engine, writer, WRITERS - 1)
     outcome = _run(writer, [_write(i) for i in range(WRITERS)], engine)
     assert outcome == {f"host-{i}": True for i in range(WRITERS)}
     assert (writer.transactions, writer.writes) == (2, WRITERS)  # the first alone, then the rest
@@ -89,14 +88,25 @@ def test_concurrent_reports_share_a_transaction_and_return_after_their_commit(
 
 
 def test_a_bad_write_fails_only_its_own_caller(engine: api.Engine) -> None:
-    writer = GroupCommit(engine)
-    _hold_first_commit_until_queued(engine, writer, 5)
+    writer = GroupCommit(engine, max_writers=1)
+    _hold_commits_until_queued(engine, writer, 5)
     writes = [_write(0), _write(1), _write(2), _write(None), _write(3), _write(4)]  # None: NOT NULL
     outcome = _run(writer, writes, engine)
     assert isinstance(outcome.pop("None"), exception.DatabaseError)
     assert outcome == {f"host-{i}": True for i in range(5)}
     # 1 (first) + 1 shared that failed, then each of its five writes alone: 4 commit, 1 fails
     assert (writer.transactions, writer.writes) == (1 + 4, 5)
+
+
+def test_writers_in_flight_are_bounded_and_the_rest_grouped(engine: api.Engine) -> None:
+    """Three transactions may run at once; they are held until the rest of the callers queue
+    behind them, so those are written in fewer, shared transactions."""
+    writer = GroupCommit(engine, max_writers=3)
+    _hold_commits_until_queued(engine, writer, WRITERS - 3)
+    outcome = _run(writer, [_write(i) for i in range(WRITERS)], engine)
+    assert outcome == {f"host-{i}": True for i in range(WRITERS)}
+    assert writer.writes == WRITERS and writer.transactions < WRITERS - 3
+    assert writer._writers == 0 and not writer._queue  # every writer's place was given back
 
 
 def test_a_lone_report_is_written_at_once(engine: api.Engine) -> None:
