@@ -7,9 +7,9 @@ labels are recorded in a real SQLite file. The RPC floor is an empty oslo.messag
 on the same broker, measured in the same run. Figures: report -> label visible (the PATCH
 stored by the API server) and -> call returned, over the floor; 200 agents at once; audits
 restoring 1,000 and 5,000 labels (one LIST, PATCHes concurrent) and a quiet audit (0 writes).
-The 5,000-node burst, conductor RSS and failover run the conductor as processes:
-benchmarks/sysinv_scale.py. The ZeroMQ figures (sysinv's zerorpc wire, same conductor, its own
-bare-call floor) come from benchmarks/sysinv_zmq.py.
+The 5,000-node burst, conductor RSS and failover run the conductor as processes, over AMQP and
+again over ZeroMQ: benchmarks/sysinv_scale.py. The ZeroMQ latency figures (sysinv's zerorpc
+wire, same conductor, its own bare-call floor) come from benchmarks/sysinv_zmq.py.
 """
 from __future__ import annotations
 

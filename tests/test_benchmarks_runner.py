@@ -35,3 +35,25 @@ def test_verdicts(result: Result, verdict: str, ratio: float | None) -> None:
     assert result.verdict == verdict
     assert result.ratio == ratio
     assert verdict in format_table([result])
+
+
+def test_scale_rows_keep_amqp_names_and_prefix_zeromq_ones() -> None:
+    from benchmarks.sysinv_scale import NODES, _Flow
+
+    amqp, zmq = _Flow("amqp", NODES, "t"), _Flow("zmq", NODES, "t", port=40000)
+    assert amqp.name("failover: x") == "failover: x"
+    assert zmq.name("failover: x") == "ZeroMQ: failover: x"
+    assert "BENCH_SCALE_NODES=200" in _Flow("zmq", 200, "t").name("x")
+    assert "transport_url" in amqp.rpc_options() and "zeromq" not in amqp.rpc_options()
+    assert "rpc_backend_zeromq = true" in zmq.rpc_options() and "= 40000" in zmq.rpc_options()
+
+
+@pytest.mark.parametrize(("name", "value"), [("BENCH_SCALE_NODES", "many"), ("BENCH_SCALE_NODES", "2"),
+                                             ("BENCH_SCALE_TRANSPORTS", "amqp,grpc")])
+def test_scale_environment_is_checked(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    from benchmarks import sysinv_scale
+
+    monkeypatch.setenv(name, value)
+    check = sysinv_scale._nodes if name == "BENCH_SCALE_NODES" else sysinv_scale._transports
+    with pytest.raises(ValueError, match=name):
+        check()

@@ -7,6 +7,8 @@ clients with a TCP forwarder (``TcpProxy``) instead of stopping RabbitMQ. Import
 """
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -23,6 +26,7 @@ import kombu
 HOST, PORT = "127.0.0.1", 5672
 URL = f"rabbit://guest:guest@{HOST}:{PORT}/"
 KOMBU_URL = f"amqp://guest:guest@{HOST}:{PORT}//"
+MANAGEMENT_API = f"http://{HOST}:15672/api"  # the rabbitmq_management plugin, when enabled
 
 
 def broker_unreachable_reason(timeout: float = 1.0) -> str | None:
@@ -77,6 +81,48 @@ def delete(queues: Iterable[str] = (), exchanges: Iterable[str] = ()) -> None:
             except Exception:
                 conn.close()
                 conn.connect()
+
+
+def list_names(kind: str = "queues") -> list[str] | None:
+    """Names of the broker's ``"queues"`` or ``"exchanges"`` on vhost ``/``, or None if unknown.
+
+    AMQP itself cannot list them: this asks the management API if the plugin is enabled, else
+    ``rabbitmqctl list_<kind> name`` (which needs the broker's Erlang cookie: root or the
+    rabbitmq user on the broker's machine).
+    """
+    if kind not in ("queues", "exchanges"):
+        raise ValueError(f"kind must be 'queues' or 'exchanges', not {kind!r}")
+    auth = base64.b64encode(b"guest:guest").decode()
+    request = urllib.request.Request(f"{MANAGEMENT_API}/{kind}/%2F?columns=name",
+                                     headers={"Authorization": f"Basic {auth}"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return [str(item["name"]) for item in json.load(response)]
+    except (OSError, ValueError, KeyError, TypeError):  # no management plugin (or no JSON list)
+        pass
+    try:
+        listed = subprocess.run(["rabbitmqctl", "-q", f"list_{kind}", "--no-table-headers", "name"],
+                                capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):  # not installed here, no cookie, broker down
+        return None
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+
+
+def delete_prefixed(prefix: str, queues: Iterable[str] = ()) -> list[str]:
+    """Delete every queue and exchange whose name starts with ``prefix``, plus ``queues``.
+
+    For names that are not known in advance, e.g. oslo.messaging's ``<topic>_fanout_<uuid>``
+    queues and ``<topic>_fanout`` exchange, left behind by a server killed with SIGKILL. When
+    the broker's names cannot be listed (:func:`list_names`), only ``queues`` are deleted.
+    Returns the queue names deleted (best effort, as :func:`delete`).
+    """
+    if not prefix:
+        raise ValueError("an empty prefix would delete every queue of the broker")
+    listed_queues = list_names("queues") or []
+    listed_exchanges = list_names("exchanges") or []
+    names = sorted({*queues, *(name for name in listed_queues if name.startswith(prefix))})
+    delete(queues=names, exchanges=[name for name in listed_exchanges if name.startswith(prefix)])
+    return names
 
 
 def purge(queues: Iterable[str]) -> None:
