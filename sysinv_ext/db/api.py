@@ -93,7 +93,12 @@ def _session(engine: Engine, action: str) -> Iterator[Session]:
     except exception.SysinvExtException:
         raise
     except SQLAlchemyError as err:
-        raise exception.DatabaseError(action=action, reason=str(err).splitlines()[0]) from err
+        raise _database_error(action, err) from err
+
+
+def _database_error(action: str, err: SQLAlchemyError) -> exception.DatabaseError:
+    """Our error for a SQLAlchemy one: the action and the first line of the reason."""
+    return exception.DatabaseError(action=action, reason=str(err).splitlines()[0])
 
 
 def _find(session: Session, host_uuid: str, label_key: str) -> Label | None:
@@ -255,12 +260,12 @@ def host_record_many(engine: Engine, writes: Sequence[HostWrite]) -> None:
     """``host_record`` for several hosts (at most one write per host) in ONE transaction:
     all are recorded or none (DatabaseError).
 
-    On PostgreSQL and SQLite these are Core upserts (``INSERT .. ON CONFLICT DO UPDATE``),
-    one executemany per statement shape (a multi-row INSERT through insertmanyvalues would
-    need a RETURNING clause, and measured slower in the 5,000-host burst: 24-30 s against
-    36 s): no SELECT, no ORM unit of work, statements built once
-    per shape (their compiled form is cached by SQLAlchemy, so a write only binds values).
-    Other dialects take the ORM path with the same effect. A connection found dead (database
+    On PostgreSQL and SQLite these are Core upserts (``INSERT .. ON CONFLICT DO UPDATE``), one
+    executemany per statement shape: no SELECT, no ORM unit of work, statements built once per
+    shape (their compiled form is cached by SQLAlchemy, so a write only binds values). A
+    multi-row INSERT (SQLAlchemy's insertmanyvalues) would need a RETURNING clause on these
+    upserts and measured slower in the 5,000-host burst (36 s against 24-30 s). Other dialects
+    take the ORM path with the same effect. A connection found dead (database
     restarted) is retried once on a new one. ``GroupCommit`` (db/group.py) batches concurrent
     reports into one call of this."""
     if not writes:
@@ -301,9 +306,9 @@ def _write_retrying(action: str, write: Callable[[], None]) -> None:
         except DBAPIError as err:
             if attempt == 1 and err.connection_invalidated:
                 continue
-            raise exception.DatabaseError(action=action, reason=str(err).splitlines()[0]) from err
+            raise _database_error(action, err) from err
         except SQLAlchemyError as err:
-            raise exception.DatabaseError(action=action, reason=str(err).splitlines()[0]) from err
+            raise _database_error(action, err) from err
 
 
 @functools.cache
@@ -331,8 +336,7 @@ def _label_upsert(dialect: str) -> Any:
                                            created_at=bindparam("created_at"))
     return stmt.on_conflict_do_update(
         index_elements=[Label.host_uuid, Label.label_key],
-        # updated_at from the row's own VALUES (created_at is "now"): no parameter outside
-        # VALUES, so an executemany is sent as one multi-row INSERT ("insertmanyvalues")
+        # updated_at from the row's own VALUES (created_at is "now"): one parameter set per row
         set_={"label_value": stmt.excluded.label_value, "updated_at": stmt.excluded.created_at},
         where=Label.label_value.is_distinct_from(stmt.excluded.label_value))
 

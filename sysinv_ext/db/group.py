@@ -8,10 +8,9 @@ none) while concurrent callers are written together: the first caller writes at 
 timer, so a lone report waits for nothing), and so do the next ones up to ``max_writers``
 transactions in flight; callers arriving while all are busy queue up, and whenever a
 transaction ends the first queued caller writes itself and everything queued behind it as one
-``host_record_many`` transaction. If a shared
-transaction fails, each of its writes is retried alone, so one bad write fails only its own
-caller. Callers must not queue two writes for one host at once (the conductor's per-host
-lock guarantees this).
+``host_record_many`` transaction. If a shared transaction fails, each of its writes is retried
+alone, so one bad write fails only its own caller. Callers must not queue two writes for one
+host at once (the conductor's per-host lock guarantees this).
 """
 from __future__ import annotations
 
