@@ -59,6 +59,7 @@ from sysinv_ext.conductor.rpcapi import ConductorAPI, HostUUID
 from sysinv_ext.conductor.rpcapizmq import ZmqConductorAPI, conductor_endpoint
 from tests.fakes import rabbit as rabbit_fake
 from tests.fakes.kube_api import FakeKubeAPI
+from tests.fakes.postgres import throwaway_database
 
 SUITE = "sysinv"
 RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
@@ -194,24 +195,12 @@ class _Agents:
 
 @contextmanager
 def _database(tmp: Path) -> Iterator[str]:
-    try:
-        import psycopg2
-
-        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres",
-                                 connect_timeout=2)
-    except Exception:  # no PostgreSQL here: both conductors share one SQLite file
-        yield f"sqlite:///{tmp}/shared.sqlite"
-        return
-    name = f"bench_conductor_{uuid.uuid4().hex[:10]}"
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_database("bench_conductor"))
+        except Exception:  # no PostgreSQL here: both conductors share one SQLite file
+            url = f"sqlite:///{tmp}/shared.sqlite"
+        yield url
 
 
 def _command() -> list[str]:

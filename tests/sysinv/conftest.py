@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from sysinv_ext.conductor.rpcapi import ConductorAPI
 from sysinv_ext.conf import register_conductor_opts
 from sysinv_ext.db import migration
 from tests.fakes.kube_api import FakeKubeAPI
+from tests.fakes.postgres import throwaway_database
 
 HOST_A = "4C4C4544-0042-3510-8051-B4C04F4A4E31"  # as dmidecode prints it: upper case
 HOST_B = "0b5e2a5c-1111-4d2c-9c3a-5a1d6f0e7b22"
@@ -50,19 +50,8 @@ def postgres_server_url() -> str:
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A throwaway PostgreSQL database for one test, dropped afterwards."""
-    import psycopg2  # only the PostgreSQL tests need the driver
-
-    name = f"sysinv_ext_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
+    with throwaway_database("sysinv_ext_test") as url:
+        yield url
 
 
 @pytest.fixture
