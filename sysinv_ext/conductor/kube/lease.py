@@ -7,7 +7,10 @@ of the candidate's own clock (no clock comparison between hosts, except that a r
 apparent age, bounded by ``retry_period``, is counted as already elapsed); updates carry the
 resourceVersion, so of two candidates exactly one wins (409 for the other). The holder renews
 every ``retry_period`` and steps down if it could not renew for ``renew_deadline`` (shorter
-than ``duration``: it stops before anyone else may start). A clean stop releases the Lease,
+than ``duration``: it stops before anyone else may start). A standby tries every
+``retry_period`` too, or just after the observed expiry of the peer's Lease when that comes
+sooner (client-go waits for its next period): after kill -9 of the holder the standby takes over
+at most ``duration`` later, not ``duration + retry_period``. A clean stop releases the Lease,
 so the standby takes over at its next try instead of after ``duration``.
 """
 from __future__ import annotations
@@ -30,6 +33,7 @@ LOG = logging.getLogger(__name__)
 _TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # MicroTime
 LEASES_PATH = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 LEASE_PATH = LEASES_PATH + "/{name}"
+EXPIRY_MARGIN = 0.01  # s: a standby tries this long after the peer's Lease expires
 
 
 @dataclass(frozen=True)
@@ -112,11 +116,29 @@ class LeaderElector:
                           cfg.identity, cfg.namespace, cfg.name, now - self._renewed_at)
                 self._leading.clear()
                 self._call(self._on_stopped, "stop serving")
-            self._stop.wait(cfg.retry_period)
+            self._stop.wait(self._next_wait())
         if self.is_leader:
             self._leading.clear()
             self._call(self._on_stopped, "stop serving")
             self._release()
+
+    def _next_wait(self) -> float:
+        """Seconds until the next try: ``retry_period``, or less for a standby whose peer's
+        Lease expires sooner (by the observed record): it tries just after the expiry instead of
+        up to ``retry_period`` later, so a takeover after kill -9 takes at most ``duration``."""
+        cfg = self.config
+        spec = self._observed or {}
+        holder = spec.get("holderIdentity")
+        if self.is_leader or not holder or holder == cfg.identity:
+            return cfg.retry_period
+        try:
+            duration = float(spec.get("leaseDurationSeconds") or cfg.duration)
+        except (TypeError, ValueError):
+            duration = cfg.duration
+        expires_in = self._observed_at + duration - self._clock()
+        if expires_in <= 0:  # tried after the expiry and not taken (API error, lost race): as usual
+            return cfg.retry_period
+        return min(cfg.retry_period, expires_in + EXPIRY_MARGIN)
 
     def _call(self, func: Callable[[], None], what: str) -> None:
         try:
