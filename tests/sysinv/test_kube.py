@@ -119,3 +119,22 @@ def test_bad_kubeconfig_is_kube_api_error_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "garbage").write_text("::: not yaml [")
     with pytest.raises(exception.KubeAPIError, match="kubeconfig"):
         kube.KubeClient(str(tmp_path / "garbage")).list_nodes()
+
+
+def test_token_refresh_hook_runs_at_most_once_a_second() -> None:
+    now, calls = [100.0], []
+    refresh = kube.ThrottledRefresh(calls.append, interval=1.0, clock=lambda: now[0])
+    for t in (100.0, 100.4, 100.99, 101.0, 101.5, 103.0):
+        now[0] = t
+        refresh(t)
+    assert calls == [100.0, 101.0, 103.0]
+
+
+def test_token_kubeconfig_keeps_its_bearer_token_with_the_throttled_hook(client: kube.KubeClient,
+                                                                          fake_kube: FakeKubeAPI) -> None:
+    fake_kube.add_node("worker-0", UUID)
+    configuration = client.api_client().configuration
+    assert isinstance(configuration.refresh_api_key_hook, kube.ThrottledRefresh)
+    for _ in range(3):
+        assert client.get_node("worker-0").name == "worker-0"
+        assert configuration.auth_settings()["BearerToken"]["value"] == "Bearer fake-token"

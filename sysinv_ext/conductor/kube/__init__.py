@@ -43,6 +43,31 @@ NODE_PATH = "/api/v1/nodes/{name}"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
 POOL_SIZE = 32  # concurrent requests (reports of different hosts, audit PATCHes, watch, lease)
+TOKEN_CHECK_INTERVAL = 1.0  # s between two runs of the kubeconfig's token refresh hook
+
+
+class ThrottledRefresh:
+    """The kubeconfig loader's token refresh hook, run at most once per ``interval`` seconds.
+
+    The official client runs ``refresh_api_key_hook`` before every request. For a token user
+    it re-applies the whole kubeconfig entry to the configuration, and setting ``host`` there
+    re-reads the proxy environment: about a fifth of the conductor's CPU per report. The hook
+    reloads a token only once it is within 5 minutes of its expiry (the loader's
+    EXPIRY_SKEW_PREVENTION_DELAY), so a check once a second renews it just as early. Client
+    certificates (StarlingX's admin.conf) install no hook.
+    """
+
+    def __init__(self, hook: Callable[[Any], None], interval: float = TOKEN_CHECK_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._hook, self.interval, self._clock = hook, interval, clock
+        self._last: float | None = None
+
+    def __call__(self, configuration: Any) -> None:
+        now = self._clock()
+        if self._last is not None and now - self._last < self.interval:
+            return
+        self._last = now
+        self._hook(configuration)
 
 
 class WatchExpired(Exception):
@@ -245,6 +270,8 @@ class KubeClient:
                     raise exception.KubeAPIError(
                         action=f"load kubeconfig {self.kubeconfig}", reason=str(err)) from err
                 configuration.retries = 0  # our own bounded retry is the only one
+                if configuration.refresh_api_key_hook is not None:
+                    configuration.refresh_api_key_hook = ThrottledRefresh(configuration.refresh_api_key_hook)
                 configuration.connection_pool_maxsize = POOL_SIZE
                 self._api_client = k8s_client.ApiClient(configuration)
             return self._api_client
