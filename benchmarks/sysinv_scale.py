@@ -15,6 +15,12 @@ kill -9 of the active -> the first report answered and patched by the standby, a
 other nodes were patched meanwhile (0: no flapping). The AMQP rows keep their names; the ZeroMQ
 rows are the same figures named "ZeroMQ: ...".
 
+The burst's floor, measured first in the same run: the same callers against an empty conductor,
+a process serving the same RPC code (benchmarks/sysinv_floor.py: ``start_rpc_servers`` of
+cmd/conductor, so the same oslo.messaging or ZeroMQ server) with a method that does nothing.
+The burst minus its floor is what the conductor's own work costs; the floor is what this
+machine's callers, broker and RPC library cost at that moment (it moves with the machine's load).
+
 Callers: over AMQP one ``ConductorAPI`` per caller process, shared by its threads (oslo.messaging's
 RPC client is thread-safe); over ZeroMQ one ``ZmqConductorAPI`` per thread, as each real agent has
 its own: its ``ZmqRpcClient`` has one socket and makes one call at a time under a lock, so one
@@ -52,6 +58,7 @@ from typing import Any
 import oslo_messaging as messaging
 from oslo_config import cfg
 
+from benchmarks import sysinv_floor
 from benchmarks.common import Result
 from sysinv_ext.common import rpc
 from sysinv_ext.common.context import get_admin_context
@@ -263,6 +270,7 @@ def _run(transport: str, nodes: int) -> list[Result]:
         plugins = tmp / "enabled_kube_plugins"
         plugins.write_text(json.dumps({"intel-gpu-plugin": "intelgpu=enabled"}))
         try:
+            floor = _floor(flow, tmp)
             for name in ("controller-0", "controller-1"):
                 config = tmp / f"{name}.conf"
                 config.write_text(
@@ -279,7 +287,7 @@ def _run(transport: str, nodes: int) -> list[Result]:
             agents = _Agents(flow, flow.attempt_timeout)
             agent = agents.new()
             agents.report(agent, _uuid(0), {})  # served by the active
-            return _burst(api, flow) + _rss(flow, procs) + _failover(api, flow, agents, agent, procs)
+            return _burst(api, flow, floor) + _rss(flow, procs) + _failover(api, flow, agents, agent, procs)
         finally:
             for proc in procs.values():
                 if proc.poll() is None:
@@ -291,6 +299,37 @@ def _run(transport: str, nodes: int) -> list[Result]:
                 rabbit_fake.delete_prefixed(flow.topic, queues=[
                     flow.topic, f"{flow.topic}.controller-0", f"{flow.topic}.controller-1"])
             api.stop()
+
+
+def _floor(flow: _Flow, tmp: Path) -> list[Result]:
+    """The burst against an empty conductor (own topic / port), before the conductors start."""
+    floor = _Flow(flow.transport, flow.nodes, topic=flow.topic + "-floor",
+                  port=rabbit_fake.free_port() if flow.zmq else 0)
+    config = tmp / "floor.conf"
+    config.write_text(f"[DEFAULT]\n{floor.rpc_options()}[conductor]\ntopic = {floor.topic}\nhost = floor\n")
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.sysinv_floor", str(config)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent)
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        if server.stdout.readline().decode().strip() != sysinv_floor.READY:
+            raise RuntimeError(f"{flow.transport}: the floor's empty conductor never served")
+        elapsed, errors = _calls(floor)
+    finally:
+        with contextlib.suppress(OSError):
+            server.stdin.close()  # type: ignore[union-attr]
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
+        if not floor.zmq:
+            rabbit_fake.delete_prefixed(floor.topic, queues=[floor.topic, f"{floor.topic}.floor"])
+    print(f"  {flow.prefix}floor: {flow.nodes} calls at once to an empty conductor: {len(errors)} errors in "
+          f"{elapsed:.2f} s" + (f" (first: {errors[0]})" if errors else ""), flush=True)
+    if errors:
+        raise RuntimeError(f"{flow.transport} floor: {len(errors)} calls failed, first: {errors[0]}")
+    name = f"{flow.nodes} agents at once, floor: the same callers, an empty conductor"
+    return [Result(SUITE, flow.name(name), elapsed, "s")]
 
 
 def _caller_process(flow: _Flow, indices: list[int], barrier: object, out: object) -> None:
@@ -318,7 +357,8 @@ def _caller_process(flow: _Flow, indices: list[int], barrier: object, out: objec
     agents.close()
 
 
-def _burst(api: FakeKubeAPI, flow: _Flow) -> list[Result]:
+def _calls(flow: _Flow) -> tuple[float, list[str]]:
+    """``flow.nodes`` reports at once from the caller processes: (seconds until all answered, errors)."""
     nodes = flow.nodes
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(CALLER_PROCESSES + 1)
@@ -336,6 +376,12 @@ def _burst(api: FakeKubeAPI, flow: _Flow) -> list[Result]:
     elapsed = time.perf_counter() - t0
     for proc in procs:
         proc.join(30)
+    return elapsed, errors
+
+
+def _burst(api: FakeKubeAPI, flow: _Flow, floor: list[Result]) -> list[Result]:
+    nodes = flow.nodes
+    elapsed, errors = _calls(flow)
     labelled = sum(1 for o in api.list_objects("v1", "nodes")
                    if (o["metadata"].get("labels") or {}).get("intelgpu") == "enabled")
     print(f"  {flow.prefix}{nodes} agents at once: {labelled} labelled, {len(errors)} errors in "
@@ -344,7 +390,10 @@ def _burst(api: FakeKubeAPI, flow: _Flow) -> list[Result]:
                    elapsed, "s", 20.0),
             Result(SUITE, flow.name(f"{nodes} agents at once: nodes labelled"), labelled, "nodes", nodes,
                    lower_is_better=False),
-            Result(SUITE, flow.name(f"{nodes} agents at once: failed calls"), len(errors), "calls", 0)]
+            Result(SUITE, flow.name(f"{nodes} agents at once: failed calls"), len(errors), "calls", 0),
+            *floor,
+            Result(SUITE, flow.name(f"{nodes} agents at once: the conductor's own share (labelled - floor)"),
+                   elapsed - floor[0].value, "s")]
 
 
 def _rss(flow: _Flow, procs: dict[str, subprocess.Popen[bytes]]) -> list[Result]:
