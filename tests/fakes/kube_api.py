@@ -17,6 +17,7 @@ import logging
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -71,6 +72,17 @@ def write_kubeconfig(path: str | Path, server_url: str) -> Path:
 
 
 
+class _Server(ThreadingHTTPServer):
+    """socketserver prints a traceback for every request that fails; a client that went away
+    (a killed conductor, a watch cut short) is normal here and logged at debug only."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            LOG.debug("fake API: client %s went away", client_address)
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeKubeAPI:
     """The emulated API server. ``start()``/``stop()`` or use it as a context manager.
 
@@ -84,7 +96,7 @@ class FakeKubeAPI:
         self._lock = threading.RLock()
         self.store = KubeStore()
         self._injections: list[_Injection] = []
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
         self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         self.requests: list[RecordedRequest] = []
@@ -94,7 +106,7 @@ class FakeKubeAPI:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> FakeKubeAPI:
         """Serve (again): a restarted server keeps its port and its objects, as after an outage."""
-        httpd = ThreadingHTTPServer(self._address, _make_handler(self))
+        httpd = _Server(self._address, _make_handler(self))
         httpd.daemon_threads = True
         httpd.block_on_close = False
         self._httpd = httpd
