@@ -1,6 +1,10 @@
 """The benchmark runner's own logic: suite selection, percentiles and verdicts (no timing here)."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from benchmarks.__main__ import main
@@ -57,3 +61,33 @@ def test_scale_environment_is_checked(monkeypatch: pytest.MonkeyPatch, name: str
     check = sysinv_scale._nodes if name == "BENCH_SCALE_NODES" else sysinv_scale._transports
     with pytest.raises(ValueError, match=name):
         check()
+
+
+def test_scale_floor_serves_the_conductor_method_and_stops_when_stdin_closes(tmp_path: Path) -> None:
+    """The burst's floor (benchmarks/sysinv_floor.py) over ZeroMQ (no broker needed): an empty
+    answer to the conductor's method, through the conductor's own RPC server."""
+    from benchmarks import sysinv_floor
+    from benchmarks.sysinv_scale import METHOD, ZMQ_IP, _Flow
+    from sysinv_ext.common.context import get_admin_context
+    from sysinv_ext.conductor.rpcapizmq import ZmqConductorAPI, conductor_endpoint
+    from tests.fakes.rabbit import free_port
+
+    flow = _Flow("zmq", 200, "t", port=free_port())
+    config = tmp_path / "floor.conf"
+    config.write_text(f"[DEFAULT]\n{flow.rpc_options()}[conductor]\nhost = floor\n")
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.sysinv_floor", str(config)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent)
+    agent = ZmqConductorAPI(conductor_endpoint(ZMQ_IP, flow.port), timeout=30)
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        assert server.stdout.readline().decode().strip() == sysinv_floor.READY
+        answer = agent.client.call(METHOD, get_admin_context(), host_uuid="h", device_plugins=["intelgpu"],
+                                   timeout=30)
+        assert answer == {"node": None, "labels": {}, "removed": []}
+        server.stdin.close()
+        assert server.wait(30) == 0
+    finally:
+        agent.close()
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
