@@ -127,18 +127,23 @@ class LeaderElector:
         Lease expires sooner (by the observed record): it tries just after the expiry instead of
         up to ``retry_period`` later, so a takeover after kill -9 takes at most ``duration``."""
         cfg = self.config
-        spec = self._observed or {}
-        holder = spec.get("holderIdentity")
-        if self.is_leader or not holder or holder == cfg.identity:
-            return cfg.retry_period
         try:
-            duration = float(spec.get("leaseDurationSeconds") or cfg.duration)
-        except (TypeError, ValueError):
-            duration = cfg.duration
-        expires_in = self._observed_at + duration - self._clock()
-        if expires_in <= 0:  # tried after the expiry and not taken (API error, lost race): as usual
+            expiry = None if self.is_leader else self._peer_expiry()
+        except (TypeError, ValueError):  # a malformed record: _try logged it
+            expiry = None
+        expires_in = None if expiry is None else expiry - self._clock()
+        if expires_in is None or expires_in <= 0:  # ours, free, or expired and not taken: as usual
             return cfg.retry_period
         return min(cfg.retry_period, expires_in + EXPIRY_MARGIN)
+
+    def _peer_expiry(self) -> float | None:
+        """When, by this host's clock, the observed Lease of a peer expires; None when the Lease
+        is free or ours. Raises ValueError/TypeError on a malformed ``leaseDurationSeconds``."""
+        spec = self._observed or {}
+        holder = spec.get("holderIdentity")
+        if not holder or holder == self.config.identity:
+            return None
+        return self._observed_at + float(spec.get("leaseDurationSeconds") or self.config.duration)
 
     def _call(self, func: Callable[[], None], what: str) -> None:
         try:
@@ -176,23 +181,23 @@ class LeaderElector:
             spec = lease.get("spec") or {}
             if spec != self._observed:
                 self._observe(spec, backdate=min(_age(spec.get("renewTime")), cfg.retry_period))
-            holder = spec.get("holderIdentity") or ""
-            duration = float(spec.get("leaseDurationSeconds") or cfg.duration)
-            if holder and holder != cfg.identity and \
-                    self._clock() < self._observed_at + duration:
+            expiry = self._peer_expiry()
+            if expiry is not None and self._clock() < expiry:
                 return False  # held by a live peer
+            silent = self._clock() - self._observed_at  # since the peer's record last changed
             body = self._body(lease)
             self._write(body)
             self._observe(body["spec"], backdate=0.0)
-            if holder and holder != cfg.identity:
+            if expiry is not None:
                 LOG.warning("Leader election: took Lease %s/%s over from %s (not renewed for %.0f s)",
-                            cfg.namespace, cfg.name, holder, duration)
+                            cfg.namespace, cfg.name, spec.get("holderIdentity"), silent)
             return True
         except ApiException as err:
             if err.status != 409:  # 409: another candidate won this round
                 LOG.warning("Leader election: Lease %s/%s: HTTP %s %s", cfg.namespace, cfg.name,
                             err.status, err.reason)
-        except (urllib3.exceptions.HTTPError, OSError, ValueError, exception.KubeAPIError) as err:
+        except (urllib3.exceptions.HTTPError, OSError, ValueError, TypeError,
+                exception.KubeAPIError) as err:
             LOG.warning("Leader election: Lease %s/%s unreachable: %s", cfg.namespace, cfg.name, err)
         return False
 
