@@ -67,3 +67,15 @@ def test_no_early_try_except_before_an_expiry(kubeconfig: Path, fake_kube: FakeK
         fake_kube.stop()
         assert not candidate._try()
     assert candidate._next_wait() == 2.0, "no busy loop: the usual retry period"
+
+
+@pytest.mark.parametrize("duration", ["fifteen", [15]])
+def test_malformed_lease_duration_is_a_failed_try_not_a_dead_election(
+        kubeconfig: Path, fake_kube: FakeKubeAPI, duration: object) -> None:
+    fake_kube.put_object({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                          "metadata": {"name": NAME, "namespace": NAMESPACE},
+                          "spec": {"holderIdentity": "controller-0", "leaseDurationSeconds": duration}})
+    candidate = elector(kubeconfig, "controller-1", Clock())
+    assert not candidate._try()  # logged, not raised (a raise would end the election thread)
+    assert candidate._next_wait() == 2.0
+    assert holder(fake_kube) == "controller-0"
