@@ -307,21 +307,10 @@ def _floor(flow: _Flow, tmp: Path) -> list[Result]:
                   port=rabbit_fake.free_port() if flow.zmq else 0)
     config = tmp / "floor.conf"
     config.write_text(f"[DEFAULT]\n{floor.rpc_options()}[conductor]\ntopic = {floor.topic}\nhost = floor\n")
-    server = subprocess.Popen([sys.executable, "-m", "benchmarks.sysinv_floor", str(config)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent)
     try:
-        assert server.stdout is not None and server.stdin is not None
-        if server.stdout.readline().decode().strip() != sysinv_floor.READY:
-            raise RuntimeError(f"{flow.transport}: the floor's empty conductor never served")
-        elapsed, errors = _calls(floor)
+        with sysinv_floor.running(config):
+            elapsed, errors = _calls(floor)
     finally:
-        with contextlib.suppress(OSError):
-            server.stdin.close()  # type: ignore[union-attr]
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
         if not floor.zmq:
             rabbit_fake.delete_prefixed(floor.topic, queues=[floor.topic, f"{floor.topic}.floor"])
     print(f"  {flow.prefix}floor: {flow.nodes} calls at once to an empty conductor: {len(errors)} errors in "

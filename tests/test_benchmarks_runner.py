@@ -1,8 +1,6 @@
 """The benchmark runner's own logic: suite selection, percentiles and verdicts (no timing here)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -75,19 +73,12 @@ def test_scale_floor_serves_the_conductor_method_and_stops_when_stdin_closes(tmp
     flow = _Flow("zmq", 200, "t", port=free_port())
     config = tmp_path / "floor.conf"
     config.write_text(f"[DEFAULT]\n{flow.rpc_options()}[conductor]\nhost = floor\n")
-    server = subprocess.Popen([sys.executable, "-m", "benchmarks.sysinv_floor", str(config)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).parent.parent)
     agent = ZmqConductorAPI(conductor_endpoint(ZMQ_IP, flow.port), timeout=30)
     try:
-        assert server.stdout is not None and server.stdin is not None
-        assert server.stdout.readline().decode().strip() == sysinv_floor.READY
-        answer = agent.client.call(METHOD, get_admin_context(), host_uuid="h", device_plugins=["intelgpu"],
-                                   timeout=30)
-        assert answer == {"node": None, "labels": {}, "removed": []}
-        server.stdin.close()
-        assert server.wait(30) == 0
+        with sysinv_floor.running(config) as server:
+            answer = agent.client.call(METHOD, get_admin_context(), host_uuid="h",
+                                       device_plugins=["intelgpu"], timeout=30)
+            assert answer == {"node": None, "labels": {}, "removed": []}
     finally:
         agent.close()
-        if server.poll() is None:
-            server.kill()
-            server.wait(10)
+    assert server.returncode == 0, "exits by itself once its stdin is closed (not killed)"
