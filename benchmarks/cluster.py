@@ -187,7 +187,8 @@ def bench_cycle(cluster: LocalCluster, agent: Any, tmp: Path, cycles: int = 20) 
             _wait("allocatable 0", lambda: _allocatable(cluster) == "0")
     finally:
         log.close()
-        cluster.kubectl("delete", "daemonset", "-n", "kube-system", DS_NAME, "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "daemonset", "-n", "kube-system", DS_NAME, "--ignore-not-found",
+                        check=False)
     names = {"label": "report -> label on the node", "bound": "label -> plugin pod Bound",
              "allocatable": "pod Bound -> plugin registered -> node allocatable",
              "total": "report -> node allocatable, end to end"}
@@ -276,8 +277,8 @@ def bench_conductor_real(cluster: LocalCluster, tmp: Path, agents: int = 200,
     with _conductor(tmp / "real", kubeconfig) as (manager, agent):
         manager.start()
         _wait("the conductor's cache to hold every node",
-              lambda: all(manager.cache.get(_uuid(base + i)) is not None for i in range(agents + audit_nodes)),
-              timeout=120)
+              lambda: all(manager.cache.get(_uuid(base + i)) is not None
+                          for i in range(agents + audit_nodes)), timeout=120)
 
         def labelled(i: int) -> bool:
             node = cluster.get_json(f"/api/v1/nodes/burst-{i:05d}")
@@ -319,7 +320,7 @@ def _audit_real(cluster: LocalCluster, manager: Any, base: int, nodes: int) -> l
     manager.audit()
     quiet = time.perf_counter() - t0
     return [Result(SUITE, f"real API: audit restoring {nodes} labels", elapsed, "s", 2.0),
-            Result(SUITE, f"real API: ... labels restored by it", result.patched, "nodes", nodes,
+            Result(SUITE, "real API: ... labels restored by it", result.patched, "nodes", nodes,
                    lower_is_better=False),
             Result(SUITE, f"real API: quiet audit over {nodes} + nodes", quiet, "s")]
 
