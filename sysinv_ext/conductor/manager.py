@@ -13,6 +13,7 @@ Knows nothing of the agent; reaches Kubernetes only through ``kube`` and the DB 
 """
 from __future__ import annotations
 
+import re
 import reprlib
 import threading
 import time
@@ -40,6 +41,10 @@ from sysinv_ext.db import api as db_api
 LOG = logging.getLogger(__name__)
 
 MAX_REPORTED = 64
+# host_uuid is a UUID (DMI product_uuid) or a name set in agent.conf: a UUID-like charset. Control
+# characters never reach the database: PostgreSQL refuses a NUL, and before this check one such
+# report failed the other hosts' reports written in the same transaction (issue 21 item 10).
+HOST_UUID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 AUDIT_PATCH_WORKERS = 16  # concurrent PATCHes while an audit restores labels
 EVENT_WORKERS = 8  # threads applying labels on watch events (pending hosts, labels removed by hand)
 _EXPECTED = (exception.InvalidPayload, exception.HostNotFound, exception.NodeNotFound,
@@ -79,9 +84,9 @@ def normalize_payload(host_uuid: object, device_plugins: object = None,
     2023: ``device_plugins=["intelgpu"]`` (label keys). 2019: ``device_plugin_labels=
     [{"label_key": "intelgpu", "label_value": "enabled"}]``. An empty list is valid (no GPU).
     """
-    if not isinstance(host_uuid, str) or not host_uuid.strip() or len(host_uuid.strip()) > 64 \
-            or any(ch.isspace() for ch in host_uuid.strip()):
-        raise _invalid(host_uuid, "host_uuid must be a non-empty string without spaces (<= 64 chars)")
+    if not isinstance(host_uuid, str) or not HOST_UUID_RE.fullmatch(host_uuid.strip()):
+        raise _invalid(host_uuid, "host_uuid must be 1 to 64 letters, digits, '-', '_' or '.' "
+                       "(a UUID), starting with a letter or digit")
     if device_plugins is not None and device_plugin_labels is not None:
         raise _invalid(host_uuid, "both device_plugins and device_plugin_labels given; send one")
     keys: list[str] = []

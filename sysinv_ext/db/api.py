@@ -298,7 +298,8 @@ def _write_retrying(action: str, write: Callable[[], None]) -> None:
     The engine does not ping before each checkout (that is one more round trip per report):
     a dead connection shows as ``connection_invalidated``, SQLAlchemy then discards the
     pool's older connections, and the retry runs on a fresh one. Any other error, or a
-    second failure, is a DatabaseError."""
+    second failure, is a DatabaseError; so is a value the driver refuses to send (psycopg2
+    raises a bare ValueError for a NUL in a string, not a DBAPI error)."""
     for attempt in (1, 2):
         try:
             write()
@@ -309,6 +310,9 @@ def _write_retrying(action: str, write: Callable[[], None]) -> None:
             raise _database_error(action, err) from err
         except SQLAlchemyError as err:
             raise _database_error(action, err) from err
+        except ValueError as err:  # the driver refused a value (psycopg2: a NUL in a string)
+            raise exception.DatabaseError(action=action,
+                                          reason=str(err).splitlines()[0][:200]) from err
 
 
 @functools.cache
