@@ -51,9 +51,11 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def get_engine(url: str, *, create_dir: bool = True) -> Engine:
+def get_engine(url: str, *, create_dir: bool = True,
+               connect_args: Mapping[str, Any] | None = None) -> Engine:
     """An Engine for ``url``. For a SQLite file, its directory is created (0750) when missing
-    and the database runs in WAL mode so the audit can read while an RPC writes."""
+    and the database runs in WAL mode so the audit can read while an RPC writes.
+    ``connect_args`` go to the driver's connect (over the defaults)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
@@ -65,6 +67,8 @@ def get_engine(url: str, *, create_dir: bool = True) -> Engine:
         kwargs["connect_args"] = {"timeout": 30}
     else:  # no pool_pre_ping: host_record retries on a dead connection instead (_write_retrying)
         kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_SIZE, pool_recycle=3600)
+    if connect_args:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), **connect_args}
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

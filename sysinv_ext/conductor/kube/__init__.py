@@ -34,6 +34,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.common import exception
+from sysinv_ext.common import kubeconfig as kubeconfig_check
 
 LOG = logging.getLogger(__name__)
 
@@ -263,6 +264,7 @@ class KubeClient:
             if self._api_client is None:
                 configuration = k8s_client.Configuration()
                 try:
+                    kubeconfig_check.check_file(self.kubeconfig)  # no aliases, bounded depth
                     k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                         config_file=self.kubeconfig, context=self.context,
                         client_configuration=configuration, persist_config=False)
