@@ -119,7 +119,7 @@ def mocked_manager(conductor_conf: cfg.ConfigOpts,
     kube.list_nodes_at.return_value = ([_node({"foreign": "x"})], "1")
     closed = threading.Event()
     kube.watch_nodes.side_effect = lambda version, timeout: iter(()) if closed.wait(timeout) else iter(())
-    kube.patch_node_labels.side_effect = lambda name, labels: _node(
+    kube.patch_node_labels.side_effect = lambda name, labels, **_deadline: _node(
         {"foreign": "x", **{k: v for k, v in labels.items() if v is not None}})
     mgr = ConductorManager(kube=kube, engine=db_api.get_engine(database_url(conductor_conf)),
                            plugins=PluginsFile(conductor_conf.conductor.enabled_kube_plugins))
@@ -133,7 +133,8 @@ def mocked_manager(conductor_conf: cfg.ConfigOpts,
 def test_patch_body_holds_only_enabled_keys(mocked_manager: ConductorManager) -> None:
     mocked_manager.report(HOST_A, device_plugins=["intelgpu", "foreign", "intelqat"])
     kube = mocked_manager.kube
-    kube.patch_node_labels.assert_called_once_with("worker-0", {"intelgpu": "enabled"})  # type: ignore[attr-defined]
+    kube.patch_node_labels.assert_called_once()  # type: ignore[attr-defined]
+    assert kube.patch_node_labels.call_args.args == ("worker-0", {"intelgpu": "enabled"})  # type: ignore[attr-defined]
     kube.list_nodes_at.assert_called_once_with()  # type: ignore[attr-defined]  # the cache's LIST
     kube.list_nodes.assert_not_called()  # type: ignore[attr-defined]
     kube.get_node.assert_not_called()  # type: ignore[attr-defined]
