@@ -349,8 +349,9 @@ class ConductorManager:
                         host, err)
 
     def _apply_report(self, host: str) -> tuple[Node | None, dict[str, str | None]]:
-        """The applier's run for a report: (the node after, the labels PATCHed)."""
-        return self._bring_in_line(host, "report", require_active=False)
+        """The applier's run for a report: (the node after, the labels PATCHed). Nothing once
+        this conductor stepped down: the new active applies the records (its audit)."""
+        return self._bring_in_line(host, "report", require_active=True)
 
     def _converge(self, host: str, why: str) -> bool:
         """Bring the node of ``host`` in line with its record; True if it was PATCHed."""
