@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 MIGRATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # pg_advisory_lock key of the schema migration: a fixed bigint, used for nothing else
 ADVISORY_LOCK_KEY = 0x5E1B_0DB0
-LOCK_TIMEOUT = 120.0  # s: at most this long waiting for another process's migration (SQLite)
+LOCK_TIMEOUT = 120.0  # s: at most this long waiting for another process's migration
 
 
 def alembic_config(engine: Engine | None = None, connection: Connection | None = None) -> Config:
@@ -50,8 +50,9 @@ def upgrade(engine: Engine, revision: str = "head", *, lock_timeout: float = LOC
     then finds the schema at head (without the lock one of them failed with "table
     alembic_version already exists" and exited 1: issue 21 item 18).
 
-    PostgreSQL: a session-level advisory lock (``pg_advisory_lock``) held on the connection the
-    migrations run on; the server drops it if the process dies. SQLite: an exclusive ``flock``
+    PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``, tried for at most
+    ``lock_timeout`` seconds, then TimeoutError: the service retries with back-off) held on the
+    connection the migrations run on; the server drops it if the process dies. SQLite: an exclusive ``flock``
     on ``<database>.migrate-lock`` beside the file (the kernel drops it with the process); when
     that file cannot be created (a read-only directory), or on another backend, the upgrade is
     retried instead while a concurrent migration makes it fail, for at most ``lock_timeout``
@@ -59,7 +60,14 @@ def upgrade(engine: Engine, revision: str = "head", *, lock_timeout: float = LOC
     path = sqlite_file(engine.url.render_as_string(hide_password=False))
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            deadline = time.monotonic() + lock_timeout
+            while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                         {"key": ADVISORY_LOCK_KEY}).scalar():
+                connection.rollback()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"migration lock held by another process for "
+                                       f"{lock_timeout:.0f} s")
+                time.sleep(0.1)
             connection.commit()  # the session-level lock outlives this transaction
             try:
                 command.upgrade(alembic_config(engine, connection), revision)

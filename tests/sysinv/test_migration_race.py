@@ -77,3 +77,24 @@ def postgres_database(postgres_server_url: str) -> object:
 
     with ExitStack() as stack:
         yield lambda: stack.enter_context(throwaway_database("sysinv_ext_race"))
+
+
+def test_migration_lock_held_elsewhere_is_waited_for_a_bounded_time(postgres_url: str) -> None:
+    """A peer stuck while holding the lock makes the upgrade fail (the service retries with
+    back-off) instead of waiting for ever."""
+    from sqlalchemy import text
+
+    holder, engine = api.get_engine(postgres_url), api.get_engine(postgres_url)
+    try:
+        with holder.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": migration.ADVISORY_LOCK_KEY})
+            conn.commit()
+            with pytest.raises(TimeoutError, match="migration lock"):
+                migration.upgrade(engine, lock_timeout=0.5)
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": migration.ADVISORY_LOCK_KEY})
+            conn.commit()
+        migration.upgrade(engine, lock_timeout=5)
+        assert migration.current_revision(engine) == migration.head_revision()
+    finally:
+        holder.dispose()
+        engine.dispose()
