@@ -26,7 +26,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.common import exception
+from sysinv_ext.common import bounded, exception
 from sysinv_ext.common.memory import release_memory
 from sysinv_ext.conductor import audit as audit_mod
 from sysinv_ext.conductor.kube import KubeClient, Node, index_by_system_uuid
@@ -40,6 +40,7 @@ from sysinv_ext.db import api as db_api
 LOG = logging.getLogger(__name__)
 
 MAX_REPORTED = 64
+MAX_PAYLOAD_DEPTH = 4  # a 2019 payload is a list of maps of strings: 2 levels
 AUDIT_PATCH_WORKERS = 16  # concurrent PATCHes while an audit restores labels
 EVENT_WORKERS = 8  # threads applying labels on watch events (pending hosts, labels removed by hand)
 _EXPECTED = (exception.InvalidPayload, exception.HostNotFound, exception.NodeNotFound,
@@ -57,7 +58,7 @@ class PluginReport:
 
 def _invalid(host_uuid: object, reason: str, limit: int = 300) -> exception.InvalidPayload:
     """The error logged and sent back to the caller: bounded, whatever the payload's size."""
-    host = repr(host_uuid[:81] if isinstance(host_uuid, str) else host_uuid)
+    host = repr(host_uuid[:81]) if isinstance(host_uuid, str) else bounded.short(host_uuid, 80)
     host = host if len(host) <= 80 else host[:80] + "..."
     if len(reason) > limit:
         reason = f"{reason[:limit]}... ({len(reason)} chars)"
@@ -79,6 +80,10 @@ def normalize_payload(host_uuid: object, device_plugins: object = None,
     2023: ``device_plugins=["intelgpu"]`` (label keys). 2019: ``device_plugin_labels=
     [{"label_key": "intelgpu", "label_value": "enabled"}]``. An empty list is valid (no GPU).
     """
+    for name, value in (("host_uuid", host_uuid), ("device_plugins", device_plugins),
+                        ("device_plugin_labels", device_plugin_labels)):
+        if bounded.too_deep(value, MAX_PAYLOAD_DEPTH):  # before anything walks it recursively
+            raise _invalid(host_uuid, f"{name} is nested deeper than {MAX_PAYLOAD_DEPTH} levels")
     if not isinstance(host_uuid, str) or not host_uuid.strip() or len(host_uuid.strip()) > 64 \
             or any(ch.isspace() for ch in host_uuid.strip()):
         raise _invalid(host_uuid, "host_uuid must be a non-empty string without spaces (<= 64 chars)")
@@ -187,7 +192,8 @@ class ConductorManager:
         :raises: InvalidPayload, KubeAPIError, DatabaseError
         """
         request_id = context.get("request_id") if isinstance(context, Mapping) else None
-        return self.report(host_uuid, device_plugins, device_plugin_labels, request_id=request_id)
+        return self.report(host_uuid, device_plugins, device_plugin_labels,
+                           request_id=None if request_id is None else bounded.short(request_id, 64))
 
     # -- callable directly (tests, benchmarks) ----------------------------------------------
     def report(self, host_uuid: Any, device_plugins: Any = None, device_plugin_labels: Any = None,
