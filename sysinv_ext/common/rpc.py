@@ -83,11 +83,12 @@ def get_client(transport: messaging.Transport, target: messaging.Target, *,
 
 def _raised_by_the_call(err: TypeError) -> bool:
     """True when arguments did not fit the endpoint method: the innermost frame is oslo's
-    dispatcher (its call, or its expected_exceptions wrapper), not the method's body."""
+    dispatcher's call, or its expected_exceptions wrapper (rpc/server.py), not the method."""
     tb = err.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_filename == rpc_dispatcher.__file__
+    return tb is not None and tb.tb_frame.f_code.co_filename in (rpc_dispatcher.__file__,
+                                                                 rpc_server.__file__)
 
 
 class RejectingDispatcher(rpc_dispatcher.RPCDispatcher):  # type: ignore[misc]

@@ -67,8 +67,11 @@ curve_opts: list[cfg.Opt] = [
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the [DEFAULT] and [zeromq] options on ``conf`` (again is harmless)."""
     conf.register_opts(opts)
-    conf.register_group(curve_group)
-    conf.register_opts(curve_opts, group=curve_group)
+    # a fresh OptGroup per ConfigOpts: a registered group object keeps that ConfigOpts' options
+    # (and their overrides), so sharing one would leak them between ConfigOpts
+    conf.register_group(cfg.OptGroup(curve_group.name, title=curve_group.title,
+                                     help=curve_group.help))
+    conf.register_opts(curve_opts, group=curve_group.name)
 
 
 def list_opts() -> list[tuple[str | cfg.OptGroup, list[cfg.Opt]]]:
