@@ -1,10 +1,11 @@
 """ZeroMQ RPC under a hostile peer (issue 21 item 8): a legitimate agent's call while one peer floods.
 
-Run alone: ``python -m benchmarks.sysinv_zmq_flood``. The server is the conductor's own ZeroMQ server (``start_rpc_servers``, default limits) in its
-own process (benchmarks/sysinv_floor.py, a method that does nothing), so its RSS is measured
-alone, from /proc (VmRSS now, VmHWM the peak). The flooder is a raw DEALER that never reads its
-replies; the legitimate caller is the agent's ``ZmqConductorAPI``, calling every 50 ms from the
-start of each flood until it has been over for 0.5 s. Floods, one after the other:
+Run alone: ``python -m benchmarks.sysinv_zmq_flood``. The server is the conductor's own ZeroMQ
+server (``start_rpc_servers``, default limits) in its own process (benchmarks/sysinv_floor.py,
+a method that does nothing), so its RSS is measured alone, from /proc (VmRSS now, VmHWM the
+peak). The flooder is a raw DEALER that never reads its replies; the legitimate caller is the
+agent's ``ZmqConductorAPI``, calling every 50 ms from the start of each flood until it has
+been over for 0.5 s. Floods, one after the other:
 - 100,000 small valid requests as fast as one socket sends them;
 - 8 frames of 50 MB (libzmq drops each: ZMQ_MAXMSGSIZE);
 - 400 frames of 250 KB (under the cap: decoded, refused), then the RSS once idle again.
