@@ -11,6 +11,8 @@ import logging
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -189,3 +191,18 @@ def test_conductor_raises_its_open_file_limit_to_the_hard_limit() -> None:
         assert conductor_cmd.raise_fd_limit() is None
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("program", ["conductor", "agent"])
+def test_readable_secret_key_is_a_one_line_usage_error(keys: dict[str, Path], tmp_path: Path,
+                                                       program: str) -> None:
+    secret = keys["server_sec"] if program == "conductor" else keys["agent_sec"]
+    secret.chmod(0o644)
+    config = tmp_path / f"{program}.conf"
+    config.write_text(f"[DEFAULT]\nrpc_backend_zeromq = true\n[zeromq]\ncurve_secret_key_file = {secret}\n"
+                      f"curve_allowed_clients_dir = {keys['allowed']}\n"
+                      f"curve_server_key_file = {keys['server_pub']}\n")
+    done = subprocess.run([sys.executable, "-m", f"sysinv_ext.cmd.{program}", "--config-file", str(config)],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "chmod 600" in done.stderr
