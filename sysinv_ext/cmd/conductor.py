@@ -290,13 +290,13 @@ def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event,
                 server.stop()
                 return
             servers.stop, servers.endpoint = server.stop, server.endpoint
-            servers.started.set()
             LOG.info("Conductor %s serving ZeroMQ RPC at %s (sysinv's zerorpc wire, no broker)",
                      conf.conductor.host, server.endpoint)
             if zeromq.is_loopback(conf.rpc_zeromq_conductor_bind_ip):
                 LOG.info("ZeroMQ RPC listens on loopback only: agents on other hosts cannot "
                          "reach it. To serve them, set [DEFAULT]rpc_zeromq_conductor_bind_ip to "
                          "this controller's management address (and see [zeromq] CURVE keys)")
+            servers.started.set()
             return
 
     starter = threading.Thread(target=start_zmq if servers.transport == "zmq" else start_amqp,

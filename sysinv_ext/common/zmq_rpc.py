@@ -11,10 +11,11 @@ method: the server exposes exactly the method names it is given.
 Hostile callers are bounded by libzmq where it can (``ZMQ_MAXMSGSIZE``: a larger frame ends the
 connection before Python sees it; a per-peer receive queue of ``RCVHWM`` frames; half-open
 connections dropped after ``ZMQ_HANDSHAKE_IVL``, dead ones by ZMTP heartbeats) and here for the
-rest: at most ``max_pending`` calls queued or running, at most ``max_pending_per_peer`` of them
-from one connection (more are answered ``ERR ServerBusy`` at once, so one flooding peer cannot
-delay another's call), log lines limited per cause and bounded, heap memory returned to the OS
-after large frames. Optional CURVE (:mod:`sysinv_ext.common.zmq_curve`) for our own agents.
+rest: at most ``max_pending`` calls (and MAX_PENDING_BYTES of request frames) queued or running,
+at most ``max_pending_per_peer`` of them from one connection (more are answered ``ERR ServerBusy``
+at once, so one flooding peer cannot delay another's call), log lines limited per cause and
+bounded, heap memory returned to the OS after large frames. Optional CURVE
+(:mod:`sysinv_ext.common.zmq_curve`) for our own agents.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import Any
 import oslo_messaging as messaging
 import zmq
 from oslo_log import log as logging
+from oslo_messaging.rpc import server as _oslo_rpc_server
 
 from sysinv_ext.common import bounded, memory, zmq_curve
 from sysinv_ext.common import zmq_wire as wire
@@ -41,7 +43,8 @@ HANDSHAKE_IVL_MS = 5000  # a connection that has not finished the ZMTP handshake
 #: libzmq closes a connection that sends a larger frame (a real request is under 30 KiB)
 MAX_MESSAGE_SIZE = 256 * 1024
 RCVHWM = 64  # frames libzmq queues per connection before it stops reading that connection
-MAX_PENDING = 128  # calls queued or running
+MAX_PENDING = 2048  # calls queued or running (a 5,000-node burst is 240 callers at once)
+MAX_PENDING_BYTES = 16 * 1024 * 1024  # their request frames together
 MAX_PENDING_PER_PEER = 8  # of which from one connection (our and sysinv's agents send one)
 ACCEPT_BATCH = 64  # requests read before answers are forwarded again
 TRIM_AFTER_BYTES = 64 * 1024  # a frame this large: return freed heap to the OS afterwards
@@ -111,7 +114,7 @@ class ZmqRpcServer:
             "_zerorpc_list": lambda: sorted(self._methods),
             "_zerorpc_name": lambda: self.name,
             "_zerorpc_ping": lambda: ["pong", self.name],
-            "_zerorpc_help": lambda m: getattr(self._methods[m], "__doc__", None),
+            "_zerorpc_help": self._help,
             "_zerorpc_inspect": lambda: {"name": self.name, "methods": {
                 m: {"args": None, "doc": getattr(f, "__doc__", None)} for m, f in self._methods.items()}},
         }
@@ -132,6 +135,7 @@ class ZmqRpcServer:
         self._pending_lock = threading.Lock()
         self._pending: dict[bytes, int] = {}  # peer routing id -> calls queued or running
         self._pending_total = 0
+        self._pending_bytes = 0
         self._log = bounded.CauseLimiter()
         self._trim_due = False
         self._last_trim = 0.0
@@ -140,6 +144,11 @@ class ZmqRpcServer:
     @property
     def endpoint(self) -> str:
         return tcp_endpoint(self.host, self.port)
+
+    def _help(self, method: str) -> Any:
+        if method not in self._methods:
+            raise NameError(bounded.short(method))
+        return getattr(self._methods[method], "__doc__", None)
 
     @property
     def pending(self) -> int:
@@ -265,13 +274,15 @@ class ZmqRpcServer:
         if event.message_id is None:
             self._warn("no-id", "dropped %s without message_id", bounded.short(event.name))
             return
-        peer = envelope[0]
+        peer, size = envelope[0], len(blob)
         with self._pending_lock:
             busy = self._pending_total >= self._max_pending \
+                or self._pending_bytes + size > MAX_PENDING_BYTES \
                 or self._pending.get(peer, 0) >= self._max_per_peer
             if not busy:
                 self._pending[peer] = self._pending.get(peer, 0) + 1
                 self._pending_total += 1
+                self._pending_bytes += size
         if busy:
             self.busy_replies += 1
             self._warn("busy", "refused %s: %d calls in progress (%d from this caller)",
@@ -281,27 +292,28 @@ class ZmqRpcServer:
             return
         assert self._pool is not None
         try:
-            self._pool.submit(self._call, envelope, event)
+            self._pool.submit(self._call, envelope, event, size)
         except RuntimeError:  # shutting down
-            self._done(peer)
+            self._done(peer, size)
 
-    def _done(self, peer: bytes) -> None:
+    def _done(self, peer: bytes, size: int) -> None:
         with self._pending_lock:
             self._pending_total -= 1
+            self._pending_bytes -= size
             left = self._pending.get(peer, 1) - 1
             if left > 0:
                 self._pending[peer] = left
             else:
                 self._pending.pop(peer, None)
 
-    def _call(self, envelope: list[bytes], event: wire.Event) -> None:
+    def _call(self, envelope: list[bytes], event: wire.Event, size: int) -> None:
         try:
             blob = self._answer(event)
             with self._push_lock:
                 if self._push is not None:
                     self._push.send_multipart([*envelope, blob])
         finally:
-            self._done(envelope[0])
+            self._done(envelope[0], size)
 
     def _answer(self, event: wire.Event) -> bytes:
         func = self._methods.get(event.name) or self._builtins.get(event.name)
@@ -314,7 +326,7 @@ class ZmqRpcServer:
             if isinstance(err, messaging.ExpectedException):  # endpoint's expected_exceptions
                 cause = err.exc_info[1]
             kind = type(cause).__name__
-            if isinstance(cause, self._expected) or isinstance(cause, (NameError, TypeError)):
+            if isinstance(cause, (NameError, *self._expected)) or _bad_arguments(cause):
                 allowed, held = self._log.allow("rejected " + kind)
                 if allowed:
                     LOG.info("ZeroMQ RPC %s rejected: %s: %s%s", bounded.short(event.name), kind,
@@ -395,6 +407,19 @@ class ZmqRpcClient:
         with self._lock:
             self._reset()
         self._context.term()
+
+
+def _bad_arguments(err: BaseException) -> bool:
+    """A TypeError raised binding the caller's arguments (an expected rejection), not one raised
+    inside the method (a fault): the innermost frame is the call itself, in ``_answer``, or in
+    oslo.messaging's ``expected_exceptions`` wrapper around an endpoint method."""
+    if not isinstance(err, TypeError):
+        return False
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and (tb.tb_frame.f_code is ZmqRpcServer._answer.__code__
+                               or tb.tb_frame.f_code.co_filename == _oslo_rpc_server.__file__)
 
 
 def _now() -> float:

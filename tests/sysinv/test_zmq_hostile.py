@@ -47,6 +47,9 @@ class Stub:
         self.calls.append("broken")
         raise RuntimeError("failed reading /etc/secret/server-side.path")
 
+    def buggy(self, context: Any = None, **kwargs: Any) -> int:
+        return len(5)  # type: ignore[arg-type]  # a TypeError of the server's own making
+
 
 @pytest.fixture
 def stub() -> Iterator[Stub]:
@@ -57,7 +60,7 @@ def stub() -> Iterator[Stub]:
 
 @pytest.fixture
 def server(stub: Stub) -> Iterator[zmq_rpc.ZmqRpcServer]:
-    srv = zmq_rpc.ZmqRpcServer(stub, ["fast", "slow", "broken"], "127.0.0.1", 0, name="stub").start()
+    srv = zmq_rpc.ZmqRpcServer(stub, ["fast", "slow", "broken", "buggy"], "127.0.0.1", 0, name="stub").start()
     yield srv
     stub.release.set()
     srv.stop()
@@ -247,6 +250,15 @@ def test_rejected_calls_log_one_short_line_each_kind(client: SysinvZmqClient,
     lines = [r for r in caplog.records if r.name == LOGGER]
     assert 2 <= len(lines) <= 20
     assert all(r.exc_info is None and "\n" not in r.getMessage() for r in lines)
+
+
+def test_type_error_inside_a_method_is_logged_as_a_fault_not_a_rejection(
+        client: SysinvZmqClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger=LOGGER), pytest.raises(ZerorpcRemoteError) as info:
+        client.invoke("buggy", {})
+    assert info.value.name == "TypeError" and info.value.traceback is None
+    [line] = [r for r in caplog.records if r.name == LOGGER]
+    assert line.levelno == logging.ERROR and "in buggy" in line.getMessage()
 
 
 # -- item 9: half-open peers ----------------------------------------------------------------
