@@ -147,6 +147,7 @@ class ConductorManager:
         self._active = threading.Event()
         self._active.set()
         self._pending_log = LogLimiter()
+        self._reject_log = bounded.CauseLimiter()  # one caller must not flood the log
         metrics.observe(ConductorGauges(node_cache=self.cache.__len__, pending_hosts=self.state.pending,
                                         watch_restarts=lambda: max(0, self.cache.watches - 1),
                                         leader=self._active.is_set))
@@ -205,7 +206,10 @@ class ConductorManager:
             result = self.reconcile(report)
         except exception.SysinvExtException as err:
             self.metrics.reported(outcome_of(err))
-            LOG.warning("Device plugin report %s rejected: %s", request_id or "-", err)
+            allowed, held = self._reject_log.allow(type(err).__name__)
+            if allowed:
+                LOG.warning("Device plugin report %s rejected: %s%s", request_id or "-", err,
+                            bounded.held_note(held))
             raise
         self.metrics.reported("applied" if result["node"] else "pending")
         if result["node"]:

@@ -104,3 +104,14 @@ def test_amqp_deeply_nested_payload_is_an_invalid_payload(rpc_pair: RpcPair, fie
         sys.setrecursionlimit(limit)
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert max(len(r.getMessage()) for r in caplog.records) < LIMIT
+
+
+def test_flood_of_invalid_reports_logs_a_few_lines(rpc_pair: RpcPair,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Each invalid report logged a WARNING line: one caller could write as many as it sent."""
+    with caplog.at_level(logging.DEBUG):
+        for i in range(50):
+            with pytest.raises(exception.InvalidPayload):
+                rpc_pair.call(host_uuid=HOST_A, device_plugins=f"not-a-list-{i}")
+    rejected = [r for r in caplog.records if "rejected" in r.getMessage()]
+    assert 1 <= len(rejected) <= 5
