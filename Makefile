@@ -28,7 +28,7 @@ kube:
 # The whole flow and its tests on that cluster (nothing emulated but sysfs/devfs and the runtime).
 test-cluster: venv kube
 	./scripts/ensure-services.sh
-	STX_TEST_CLUSTER=1 $(PY) -m pytest -q tests/cluster
+	STX_TEST_CLUSTER=1 $(PY) -m pytest -q --timeout=900 tests/cluster
 
 demo-cluster: venv kube
 	./scripts/ensure-services.sh
