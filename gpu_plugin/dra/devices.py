@@ -126,6 +126,11 @@ def _s(value: str) -> dict[str, Any]:
     return {"string": value}
 
 
+def _memory(size: int) -> str:
+    """A binary-SI quantity, as Intel's driver writes it (``16384Mi``) where it is whole MiB."""
+    return f"{size >> 20}Mi" if size and size % (1 << 20) == 0 else str(size)
+
+
 def slice_device(device: DraDevice, *, taints: bool = True) -> dict[str, Any]:
     """The ``resource.k8s.io/v1`` Device for ``device`` (a JSON-ready dict).
 
@@ -145,7 +150,7 @@ def slice_device(device: DraDevice, *, taints: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": device.name,
         "attributes": attributes,
-        "capacity": {"memory": {"value": str(device.memory_bytes)}, "millicores": {"value": "1000"}},
+        "capacity": {"memory": {"value": _memory(device.memory_bytes)}, "millicores": {"value": "1000"}},
     }
     if taints and not device.healthy:
         out["taints"] = [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}]

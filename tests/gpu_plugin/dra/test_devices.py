@@ -44,7 +44,7 @@ def test_one_device_per_gpu_with_intels_attributes(node: FakeSysfs) -> None:
         "resource.kubernetes.io/pciBusID": {"string": "0000:03:00.0"},
         "resource.kubernetes.io/pcieRoot": {"string": "pci0000:00"},
     }
-    assert flex["capacity"] == {"memory": {"value": str(16 * GIB)}, "millicores": {"value": "1000"}}
+    assert flex["capacity"] == {"memory": {"value": "16384Mi"}, "millicores": {"value": "1000"}}
     assert "taints" not in flex
     igpu = slice_device(devices[0])
     assert igpu["attributes"]["driver"] == {"string": "xe"}
