@@ -57,14 +57,15 @@ def _claims(request: Any) -> list[ClaimRef]:
 class _DraServicer:
     """NodePrepareResources / NodeUnprepareResources for one proto module (v1 or v1beta1)."""
 
-    def __init__(self, driver: DraDriver, pb: Any) -> None:
+    def __init__(self, driver: DraDriver, pb: Any, version: str) -> None:
         self.driver = driver
         self.pb = pb
+        self.version = version
 
     def NodePrepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
         claims = _claims(request)
-        LOG.debug("NodePrepareResources %s", [f"{c.namespace[:_MAX_LOGGED]}/{c.name[:_MAX_LOGGED]}"
-                                             for c in claims])
+        LOG.debug("%s NodePrepareResources %s", self.version,
+                  [f"{c.namespace[:_MAX_LOGGED]}/{c.name[:_MAX_LOGGED]}" for c in claims])
         results = self.driver.prepare(claims)
         response = self.pb.NodePrepareResourcesResponse()
         for uid, result in results.items():
@@ -79,7 +80,7 @@ class _DraServicer:
 
     def NodeUnprepareResources(self, request: Any, context: grpc.ServicerContext) -> Any:
         claims = _claims(request)
-        LOG.debug("NodeUnprepareResources %s", [c.uid for c in claims])
+        LOG.debug("%s NodeUnprepareResources %s", self.version, [c.uid[:_MAX_LOGGED] for c in claims])
         results = self.driver.unprepare(claims)
         response = self.pb.NodeUnprepareResourcesResponse()
         for uid, error in results.items():
@@ -89,12 +90,12 @@ class _DraServicer:
 
 class _V1Servicer(_DraServicer, v1_grpc.DRAPluginServicer):
     def __init__(self, driver: DraDriver) -> None:
-        super().__init__(driver, v1)
+        super().__init__(driver, v1, "v1")
 
 
 class _V1beta1Servicer(_DraServicer, v1beta1_grpc.DRAPluginServicer):
     def __init__(self, driver: DraDriver) -> None:
-        super().__init__(driver, v1beta1)
+        super().__init__(driver, v1beta1, "v1beta1")
 
 
 _HEALTH = {True: health_pb.HEALTHY, False: health_pb.UNHEALTHY, None: health_pb.UNKNOWN}
