@@ -82,6 +82,7 @@ class DraPlugin:
         self.checkpoint = root / "state" / "prepared-claims.json"
         self.logs: list[Path] = []
         self.program: Program | None = None
+        self.extra_args: list[str] = []
 
     @property
     def endpoint(self) -> Path:
@@ -93,7 +94,8 @@ class DraPlugin:
                 "-kubeconfig", str(self.kubeconfig), "-sysfs-root", self.fs.sysfs_root,
                 "-devfs-root", self.fs.devfs_root, "-kubelet-registry-dir", str(kubelet / "plugins_registry"),
                 "-kubelet-plugins-dir", str(kubelet / "plugins"), "-cdi-dir", str(self.cdi_dir),
-                "-checkpoint", str(self.checkpoint), f"-scan-interval={self.scan_interval}", "-v", "3"]
+                "-checkpoint", str(self.checkpoint), f"-scan-interval={self.scan_interval}", "-v", "3",
+                *self.extra_args]
 
     def start(self) -> DraPlugin:
         log = self.root / f"dra-plugin-{len(self.logs)}.log"
@@ -124,6 +126,9 @@ class DraPlugin:
         selector = f"spec.nodeName={self.cluster.node_name},spec.driver={DRIVER}"
         return list(self.cluster.get_json(f"/apis/resource.k8s.io/v1/resourceslices?fieldSelector={selector}")
                     ["items"])
+
+    def devices(self) -> dict[str, dict[str, Any]]:
+        return {d["name"]: d for s in self.slices() for d in s["spec"].get("devices") or []}
 
     def device_names(self) -> list[str]:
         return sorted(d["name"] for s in self.slices() for d in s["spec"].get("devices") or [])

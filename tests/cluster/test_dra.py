@@ -11,6 +11,7 @@ which records CreateContainer); the plugin runs as a host process with its Daemo
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from gpu_plugin.dra._api import dra_v1_pb2 as v1
 from gpu_plugin.dra._api import dra_v1_pb2_grpc as v1_grpc
 from localcluster import LocalCluster
+from localcluster.process import Program
 from tests.cluster.dra_helpers import (
     DRIVER,
     REPO,
@@ -265,3 +267,33 @@ def test_kubelet_restart_wipes_the_slice_and_the_plugin_puts_it_back(plugin: Dra
     record = _create_container(cluster, "dra-after-kubelet")
     assert record["request"]["config"].get("CDIDevices"), record["request"]["config"]
     _delete_pod(cluster, "dra-after-kubelet")
+
+
+def test_unhealthy_gpu_is_published_unhealthy_and_a_healthy_selector_avoids_it(plugin: DraPlugin) -> None:
+    """Health from the Level-Zero sidecar (its sysfs source: a fatal PCIe AER error on the GPU)."""
+    cluster = plugin.cluster
+    socket = plugin.root / "lz.sock"
+    argv = [sys.executable, "-m", "gpu_plugin.levelzero.server", "-socket", str(socket),
+            "-sysfs-root", plugin.fs.sysfs_root, "-source", "sysfs"]
+    sidecar = Program("levelzero", argv, plugin.root / "levelzero.log").start()
+    try:
+        wait("the Level-Zero sidecar's socket", lambda: sidecar.check_alive() or socket.exists(), 30)
+        plugin.extra_args = ["-health-management", "-levelzero-socket", str(socket)]
+        plugin.restart()
+        plugin.fs.write("devices/pci0000:00/0000:03:00.0/aer_dev_fatal", "TOTAL_ERR_FATAL 1")
+        wait("GPU 0000:03:00.0 published Unhealthy",
+             lambda: plugin.devices()[GPU16]["attributes"]["health"] == {"string": "Unhealthy"}, 30)
+        # kube-apiserver 1.34 without the alpha DRADeviceTaints gate drops the taint we send
+        assert "taints" not in plugin.devices()[GPU16]
+        _create(cluster, _pod("dra-healthy-flex", "flex-gpu"))
+        _running(cluster, "dra-healthy-flex")
+        results = _claim_of(cluster, "dra-healthy-flex")["status"]["allocation"]["devices"]["results"]
+        assert [r["device"] for r in results][0] in VFS
+        _delete_pod(cluster, "dra-healthy-flex")
+        plugin.fs.write("devices/pci0000:00/0000:03:00.0/aer_dev_fatal", "TOTAL_ERR_FATAL 0")
+        wait("GPU 0000:03:00.0 Healthy again",
+             lambda: plugin.devices()[GPU16]["attributes"]["health"] == {"string": "Healthy"}, 30)
+    finally:
+        plugin.extra_args = []
+        plugin.restart()
+        sidecar.stop()
