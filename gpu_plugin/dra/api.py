@@ -12,7 +12,25 @@ from typing import Protocol
 
 from gpu_plugin.dra.state import PreparedDevice
 
-__all__ = ["ClaimRef", "PrepareResult", "DeviceHealth", "DraDriver", "PreparedDevice"]
+__all__ = ["ClaimRef", "PrepareResult", "DeviceHealth", "DraDriver", "PreparedDevice", "ApiError", "NotFound",
+           "Conflict"]
+
+
+class ApiError(Exception):
+    """An API-server call failed; ``status`` is the HTTP status (0: no answer).  Raised by
+    :mod:`gpu_plugin.dra.kube`, defined here so the driver can handle it without the client."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    pass
 
 
 @dataclass(frozen=True)

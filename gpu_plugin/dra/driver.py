@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gpu_plugin.cards import discover_cards
-from gpu_plugin.dra.api import ClaimRef, DeviceHealth, PrepareResult
+from gpu_plugin.dra.api import ApiError, ClaimRef, DeviceHealth, PrepareResult
 from gpu_plugin.dra.devices import DRIVER_NAME, DraDevice, HealthSource, dra_devices, slice_device
 from gpu_plugin.dra.slices import SliceApi, SlicePublisher
 from gpu_plugin.dra.state import Checkpoint, ClaimSpecs, PreparedClaim, PreparedDevice, valid_uid
@@ -168,6 +168,10 @@ class GpuDraDriver:
             for claim in claims:
                 try:
                     results[claim.uid] = self._prepare_one(claim)
+                except ApiError as err:  # the claim is gone, or no API server: kubelet retries
+                    LOG.warning("Preparing claim %s/%s failed: %s", claim.namespace[:253], claim.name[:253],
+                                _bounded(str(err)))
+                    results[claim.uid] = PrepareResult(error=_bounded(f"prepare failed: {err}"))
                 except Exception as err:  # one claim's failure is that claim's error, never a crash
                     LOG.exception("Preparing claim %s/%s failed", claim.namespace[:253], claim.name[:253])
                     results[claim.uid] = PrepareResult(error=_bounded(f"prepare failed: {err}"))

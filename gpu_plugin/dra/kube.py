@@ -16,25 +16,11 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from gpu_plugin.dra.api import ApiError, Conflict, NotFound
+
 LOG = logging.getLogger(__name__)
 
 __all__ = ["KubeClient", "ApiError", "NotFound", "Conflict", "load_api_client"]
-
-
-class ApiError(Exception):
-    """An API call failed; ``status`` is the HTTP status (0: no answer)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class NotFound(ApiError):
-    pass
-
-
-class Conflict(ApiError):
-    pass
 
 
 def load_api_client(kubeconfig: str | None) -> client.ApiClient:

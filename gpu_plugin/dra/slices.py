@@ -71,8 +71,6 @@ class SlicePublisher:
     def publish(self, devices: Sequence[dict[str, Any]]) -> bool:
         """Make the API match ``devices``; True if anything was written.  Raises ApiError."""
         devices = list(devices)[:MAX_DEVICES_PER_SLICE]
-        if self._node_uid is None:
-            self._node_uid = self.api.node_uid(self.node)
         existing = self.api.list_slices(self.node, self.driver)
         changed = False
         ours = None
@@ -89,6 +87,7 @@ class SlicePublisher:
                 and ours["metadata"]["resourceVersion"] == self._last[1] and self._last[0] == devices:
             return False
         if ours is None:
+            self._node_uid = self.api.node_uid(self.node)  # the Node may have been re-created
             created = self.api.create_slice(slice_body(self.node, self._node_uid, devices, generation + 1,
                                                        self.driver))
             LOG.info("Created ResourceSlice %s with %d device(s)", self.name, len(devices))
@@ -98,6 +97,8 @@ class SlicePublisher:
             # a restarted plugin: the slice already says what we would write
             self._last = (devices, ours["metadata"]["resourceVersion"])
             return False
+        if self._node_uid is None:
+            self._node_uid = self.api.node_uid(self.node)
         body = slice_body(self.node, self._node_uid, devices, generation + 1, self.driver,
                           ours["metadata"]["resourceVersion"])
         updated = self.api.replace_slice(self.name, body)

@@ -10,7 +10,7 @@ import copy
 import itertools
 from typing import Any
 
-from gpu_plugin.dra.kube import ApiError, Conflict, NotFound
+from gpu_plugin.dra.api import ApiError, Conflict, NotFound
 
 __all__ = ["FakeDraApi"]
 
