@@ -13,6 +13,12 @@ real, because this machine cannot provide them:
   reads for the node's ``status.nodeInfo.systemUUID``). Nothing outside kubelet sees it,
   and the mounts kubelet makes for pod volumes die with its namespace.
 
+kubelet's device-plugin directory is fixed: kubelet 1.34 serves ``kubelet.sock`` at
+``/var/lib/kubelet/device-plugins/`` whatever its ``--root-dir`` (the path is a constant of
+the device plugin API), so one machine runs one such kubelet at a time: :meth:`start` takes an
+exclusive lock (``/run/localcluster-kubelet.lock``) and waits for another cluster to stop.
+Everything else of kubelet (plugins_registry/, plugins/, pods/) is under its root dir.
+
 Security as a real cluster has it: TLS everywhere with a CA made per cluster, RBAC and Node
 authorization, the default admission plugins plus NodeRestriction, ServiceAccount tokens
 signed by a per-cluster key. Each program runs in its own process group; :meth:`stop` (also
@@ -24,6 +30,7 @@ This package knows nothing of GPUs.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import shlex
@@ -45,6 +52,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 KUBE_VERSION = "v1.34.1"
 SERVICE_CIDR = "10.96.0.0/24"
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
+#: kubelet's device-plugin socket dir: a constant of the v1beta1 API, not under --root-dir
+DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
+MACHINE_LOCK = Path(os.environ.get("LOCALCLUSTER_LOCK", "/run/localcluster-kubelet.lock"))
 
 
 def binaries_dir() -> Path:
@@ -131,6 +141,7 @@ class LocalCluster:
         self._ca: CertificateAuthority | None = None
         self._admin: KeyPair | None = None
         self._started = False
+        self._lock_fd: int | None = None
 
     # ----------------------------------------------------------------- lifecycle
     def __enter__(self) -> LocalCluster:
@@ -152,6 +163,7 @@ class LocalCluster:
             raise ClusterError(f"{self.bin_dir} lacks {', '.join(missing)}: run `make kube`")
         atexit.register(self.stop)
         self._started = True
+        self._take_machine_lock()
         for d in (self.workdir, self.kubelet_root_dir, self.logs_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._make_pki()
@@ -174,6 +186,28 @@ class LocalCluster:
         if self._started and self._own_workdir and not os.environ.get("LOCALCLUSTER_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
         self._started = False
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _take_machine_lock(self, timeout: float = 900) -> None:
+        """One kubelet per machine (the device-plugin dir is fixed): wait for another cluster."""
+        MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+
+        def locked() -> bool:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                return False
+        try:
+            wait_for(f"{MACHINE_LOCK} (another local cluster's kubelet runs on this machine)", locked,
+                     timeout, interval=0.5)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
 
     # ----------------------------------------------------------------- pieces
     def _bin(self, name: str) -> str:
@@ -423,7 +457,8 @@ class LocalCluster:
 
     @property
     def device_plugin_dir(self) -> Path:
-        return self.kubelet_root_dir / "device-plugins"
+        """Where kubelet serves kubelet.sock and plugins serve theirs (fixed; see the docstring)."""
+        return DEVICE_PLUGIN_DIR
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         program = self.programs.get(name)

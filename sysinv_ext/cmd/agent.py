@@ -19,7 +19,7 @@ from sysinv_ext.agent.manager import AgentManager
 from sysinv_ext.agent.metrics import NO_AGENT_METRICS, agent_metrics
 from sysinv_ext.agent.udev import UdevWatcher
 from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
-from sysinv_ext.common import rpc
+from sysinv_ext.common import fdlimit, rpc
 from sysinv_ext.conductor.rpcapi import ConductorAPI
 from sysinv_ext.conf import agent as agent_conf
 
@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_args(conf, argv, prog=PROG, project=PROJECT, register=register)
     except UsageError as err:
         return usage_exit(err)
+    fdlimit.raise_nofile_limit()  # many peers: see sysinv_ext.common.fdlimit
     stop = stop_on_signals()
     return AgentService(conf, stop).run()
 

@@ -24,7 +24,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
-from sysinv_ext.common import exception, memory
+from sysinv_ext.common import exception, fdlimit, memory
 from sysinv_ext.conf import register_conductor_opts, zeromq
 from sysinv_ext.conf.conductor import database_url
 
@@ -311,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_args(conf, argv, prog=PROG, project=PROJECT, register=register)
     except UsageError as err:
         return usage_exit(err)
+    fdlimit.raise_nofile_limit()  # many peers: see sysinv_ext.common.fdlimit
     stop = stop_on_signals()
     memory.limit_arenas()  # before the worker threads exist (see sysinv_ext.common.memory)
     try:
