@@ -109,9 +109,6 @@ func main() {
 		os.Exit(1)
 	}
 	fake := fakeremote.NewFakeRemoteRuntime()
-	// kubelet 1.34 refuses a pulled image whose ImageStatus has no size ("Id or size of image ... is
-	// not set", CreateContainerConfigError); the fake image service reports FakeImageSize, 0 by default
-	fake.ImageService.SetFakeImageSize(1 << 20)
 	fake.RuntimeService.FakeStatus = &kubeapi.RuntimeStatus{
 		Conditions: []*kubeapi.RuntimeCondition{
 			{Type: kubeapi.RuntimeReady, Status: true},
