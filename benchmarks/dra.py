@@ -27,8 +27,6 @@ from tests.cluster.dra_helpers import REPO, DraPlugin, deploy, fake_machine, plu
 from tests.fakes.sysfs import FakeSysfs
 
 SUITE = "dra"
-#: kubelet 1.34 serves kubelet.sock here whatever its --root-dir (a constant of the device plugin API)
-DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 PODS = 20
 NS = "default"
 
@@ -72,7 +70,7 @@ def _device_plugin(cluster: LocalCluster, root: Path) -> Program:
     fs = FakeSysfs(root / "dp-machine")
     fs.add_gpu("0000:13:00.0", card=10, render=140)
     argv = [sys.executable, "-m", "gpu_plugin", "-sysfs-root", fs.sysfs_root, "-devfs-root", fs.devfs_root,
-            "-kubelet-dir", str(DEVICE_PLUGIN_DIR), "-scan-interval", "1"]
+            "-kubelet-dir", str(cluster.device_plugin_dir), "-scan-interval", "1"]
     program = Program("gpu-plugin", argv, root / "gpu-plugin.log").start()
 
     def allocatable() -> bool:
