@@ -107,6 +107,10 @@ class GpuDraDriver:
                 removed = sorted(set(self._devices) - set(found))
                 if added or removed:
                     LOG.info("GPU devices: %d (added %s, removed %s)", len(found), added, removed)
+                for name in sorted(set(found) & set(self._devices)):
+                    if found[name].healthy != self._devices[name].healthy:
+                        LOG.info("%s (%s): %s -> %s", name, found[name].card, self._devices[name].health,
+                                 found[name].health)
                 self._devices = found
                 self._health_time = int(self.clock())
                 self._generation += 1

@@ -157,3 +157,25 @@ def test_health_stream_sends_the_list_then_changes(fs, tmp_path) -> None:
     assert [h.device for h in next(updates)] == [GPU0]
     stop.set()
     assert list(updates) == []
+
+
+def test_health_change_updates_the_slice_and_wakes_the_stream(fs, tmp_path, caplog) -> None:
+    from gpu_plugin.deviceplugin.api import Health
+
+    caplog.set_level("INFO", logger="gpu_plugin.dra.driver")
+    bad: set[str] = set()
+    api = FakeDraApi()
+    config = DriverConfig(node_name="node-1", sysfs_root=fs.sysfs_root, devfs_root=fs.devfs_root,
+                          cdi_dir=str(tmp_path / "cdi"), checkpoint_path=str(tmp_path / "cp.json"),
+                          use_udev=False)
+    driver = GpuDraDriver(config, api, lambda card: Health.UNHEALTHY if card.name in bad else Health.HEALTHY)
+    driver.scan_once()
+    updates = driver.health_updates(lambda: True)
+    assert all(h.healthy for h in next(updates))
+    bad.add("card0")
+    driver.scan_once()
+    device = next(d for d in api.slices[slice_name("node-1")]["spec"]["devices"] if d["name"] == GPU0)
+    assert device["attributes"]["health"] == {"string": "Unhealthy"}
+    assert device["taints"][0]["effect"] == "NoSchedule"
+    assert [(h.device, h.healthy) for h in next(updates)] == [(GPU0, False), (GPU1, True)]
+    assert f"{GPU0} (card0): Healthy -> Unhealthy" in caplog.text
