@@ -1,6 +1,8 @@
 """Device -> DRA device and ResourceSlice entry: the pure part of the DRA plugin."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gpu_plugin.cards import GpuCard, discover_cards
@@ -73,6 +75,10 @@ def test_vfs_are_published_instead_of_their_pf(tmp_path) -> None:
 
 
 def test_device_nodes_and_bypath_mounts_are_the_device_plugins(node: FakeSysfs) -> None:
+    """Only the card's own by-path links: simpledrm's ``pci-<address>-platform-...-card`` made pods
+    fail with upstream's ``-bypath=single`` (intel-device-plugins-for-kubernetes bug #2296)."""
+    os.symlink("../card0", os.path.join(node.devfs_root, "dri", "by-path",
+                                        "pci-0000:03:00.0-platform-simple-framebuffer.0-card"))
     flex = dra_devices(discover_cards(node.sysfs_root), node.sysfs_root, node.devfs_root)[1]
     assert [n.container_path for n in flex.info.nodes] == ["/dev/dri/card0", "/dev/dri/renderD128"]
     assert [m.container_path for m in flex.info.mounts] == ["/dev/dri/by-path/pci-0000:03:00.0-card",
