@@ -42,6 +42,8 @@ class ClusterFlow(Flow):
         self._own_cluster = cluster is None
         self.node = cluster.node_name if cluster else "controller-0"
         self.conductor_kubeconfig = self.root / "etc" / "kubernetes" / "sysinv-gpu-conductor.conf"
+        self.levelzero: Any = None
+        self.levelzero_socket = self.root / "levelzero" / "server.sock"
         self.plugin_pod: dict[str, Any] = {}
         self.workload: dict[str, Any] = {}
         self.created_container: dict[str, Any] = {}
@@ -134,6 +136,11 @@ class ClusterFlow(Flow):
         extra = super()._bootstrap_extra(kubectl)
         data = json.loads(extra.read_text())
         data["bringup_kubemaster_kubectl_validate"] = True  # a real API server serves OpenAPI
+        # two containers share a GPU, the balanced policy picks (kubelet asks
+        # GetPreferredAllocation), and the Level-Zero sidecar reports health
+        data.update(bringup_kubemaster_gpu_shared_dev_num=2,
+                    bringup_kubemaster_gpu_allocation_policy="balanced",
+                    bringup_kubemaster_gpu_health_management=True)
         extra.write_text(json.dumps(data, indent=2))
         return extra
 
@@ -153,20 +160,37 @@ class ClusterFlow(Flow):
             return None
         self.plugin_pod = self._wait(bound, 60, f"the DaemonSet's pod bound to {self.node}")
         took = time.monotonic() - start
+        containers = {c["name"]: c for c in self.plugin_pod["spec"]["containers"]}
         container = self.plugin_pod["spec"]["containers"][0]
         overrides = {"sysfs-root": str(self.sysfs_root), "devfs-root": str(self.devfs_root),
                      "kubelet-dir": str(self._cluster.device_plugin_dir), "cdi-dir": str(self.root / "cdi"),
                      "metrics-address": "127.0.0.1:0"}
         if self.scan_interval is not None:
             overrides["scan-interval"] = str(self.scan_interval)
+        sidecar = containers.get("intel-gpu-levelzero")
+        if sidecar is not None:  # the pod's health sidecar, on the same fake sysfs
+            self.levelzero_socket.parent.mkdir(parents=True, exist_ok=True)
+            side_args = kube.local_args(list(sidecar.get("args") or []), {
+                "socket": str(self.levelzero_socket), "sysfs-root": str(self.sysfs_root)})
+            self.levelzero = self.sup.start("levelzero", [str(BIN / "intel-gpu-levelzero"), *side_args],
+                                            env=self.env())
+            overrides["levelzero-socket"] = str(self.levelzero_socket)
         args = kube.local_args(list(container.get("args") or []), overrides)
         self.shared_dev_num = _flag_int(args, "shared-dev-num", 1)
         self.plugin = self.sup.start("plugin", [str(BIN / "intel-gpu-plugin"), *args], env=self.env())
         self._require_alive(self.plugin)
         shown = " ".join(args).replace(str(self.root), "$WORK").replace(
             str(self._cluster.workdir), "$CLUSTER")
-        return (f"DaemonSet controller created {self.plugin_pod['metadata']['name']}, scheduler bound it to "
-                f"{self.node} ({took:.2f} s); plugin pid {self.plugin.pid} {shown}")
+        return (f"DaemonSet controller created {self.plugin_pod['metadata']['name']} "
+                f"({', '.join(containers)}), scheduler bound it to {self.node} ({took:.2f} s); "
+                f"plugin pid {self.plugin.pid} {shown}")
+
+    def stop_pod_processes(self) -> None:
+        """What kubelet does when the plugin pod goes: its containers stop."""
+        for proc in (self.plugin, self.levelzero):
+            if proc is not None:
+                self.sup.stop(proc)
+        self.plugin = self.levelzero = None
 
     # -- 8. the real kubelet -----------------------------------------------------------------
     def wait_allocatable(self, expected: dict[str, int] | None = None, timeout: float = 60) -> str:

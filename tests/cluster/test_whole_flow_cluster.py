@@ -152,3 +152,49 @@ def test_a_pod_asking_for_a_gpu_gets_its_device_nodes(flow: ClusterFlow, cluster
     assert [e["ResourceName"] for e in entries] == ["gpu.intel.com/i915"]
     ids = [i for e in entries for ids in e["DeviceIDs"].values() for i in ids]
     assert len(ids) == 1 and ids[0].startswith("card"), entries
+    # kubelet asked our balanced policy first (two IDs per GPU), then Allocate; the CDI name
+    # our Allocate returned reached the runtime, and the by-path links are mounted read-only
+    preferred = [v for n, lab, v in flow.scrape("plugin")
+                 if n == "deviceplugin_preferred_allocation_requests_total" and lab.get("outcome") == "ok"]
+    assert sum(preferred) >= 1, flow.scrape("plugin")
+    card = ids[0].split("-")[0]
+    assert [d["name"] for d in config.get("CDIDevices", [])] == [f"intel.cdi.k8s.io/gpu={card}"]
+    assert f"/dev/dri/{card}" in paths
+    bypath = [m for m in config.get("mounts", []) if m["containerPath"].startswith("/dev/dri/by-path/")]
+    assert bypath and all(m.get("readonly") for m in bypath), config.get("mounts")
+
+
+def _registrations(flow: ClusterFlow) -> float:
+    return sum(v for n, _, v in flow.scrape("plugin") if n == "deviceplugin_registrations_total")
+
+
+def test_kubelet_restart_the_plugin_registers_again(flow: ClusterFlow, cluster: LocalCluster) -> None:
+    before = _registrations(flow)
+    cluster.restart_kubelet()  # kubelet wipes its device-plugins dir as it starts
+    # both resources register again with the new kubelet, and it reports them again
+    flow._wait(lambda: _registrations(flow) >= before + 2, 60, "the plugin to register with the new kubelet")
+    flow.wait_allocatable(timeout=60)
+    assert (cluster.device_plugin_dir / "gpu.intel.com-i915.sock").exists()
+
+
+def test_an_unhealthy_gpu_leaves_allocatable(flow: ClusterFlow) -> None:
+    want = expected_resources(GPUS, flow.shared_dev_num)
+    vf = flow.sysfs_root / "bus" / "pci" / "devices" / "0000:00:02.1"
+    (vf / "aer_dev_fatal").write_text("Undefined 0\nTOTAL_ERR_FATAL 1\n")  # the Level-Zero sidecar reads it
+    fewer = dict(want, **{"gpu.intel.com/i915": want["gpu.intel.com/i915"] - flow.shared_dev_num})
+    flow.wait_allocatable(fewer, timeout=60)
+    (vf / "aer_dev_fatal").write_text("Undefined 0\nTOTAL_ERR_FATAL 0\n")
+    flow.wait_allocatable(want, timeout=60)
+
+
+def test_gpu_removed_label_goes_and_the_controller_deletes_the_plugin_pod(flow: ClusterFlow) -> None:
+    pod = flow.plugin_pod["metadata"]["name"]
+    flow.remove_gpus()
+    flow.wait_label(present=False, timeout=60)
+    assert LABEL[0] not in flow.labels()
+    flow._wait(lambda: all(p["metadata"]["name"] != pod or p["metadata"].get("deletionTimestamp")
+                           for p in flow.plugin_pods()), 60, f"the DaemonSet controller to delete {pod}")
+    flow.stop_pod_processes()  # kubelet stops the pod's containers
+    # the plugin is gone: kubelet keeps the resources at 0 allocatable
+    flow._wait(lambda: all(v == "0" for v in flow.allocatable_now().values()), 60,
+               "allocatable gpu.intel.com/* back to 0")
