@@ -27,7 +27,7 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.common import exception
+from sysinv_ext.common import bounded, exception
 from sysinv_ext.common.memory import release_memory
 from sysinv_ext.conductor import audit as audit_mod
 from sysinv_ext.conductor.apply import HostApplier
@@ -46,6 +46,7 @@ MAX_REPORTED = 64
 # characters never reach the database: PostgreSQL refuses a NUL, and before this check one such
 # report failed the other hosts' reports written in the same transaction (issue 21 item 10).
 HOST_UUID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+MAX_PAYLOAD_DEPTH = 4  # a 2019 payload is a list of maps of strings: 2 levels
 AUDIT_PATCH_WORKERS = 16  # concurrent PATCHes while an audit restores labels
 EVENT_WORKERS = 8  # threads applying labels on watch events (pending hosts, labels removed by hand)
 REPORT_TIMEOUT = 5.0  # s: a report waits at most this long for the API (issue 21 item 15)
@@ -64,7 +65,7 @@ class PluginReport:
 
 def _invalid(host_uuid: object, reason: str, limit: int = 300) -> exception.InvalidPayload:
     """The error logged and sent back to the caller: bounded, whatever the payload's size."""
-    host = repr(host_uuid[:81] if isinstance(host_uuid, str) else host_uuid)
+    host = repr(host_uuid[:81]) if isinstance(host_uuid, str) else bounded.short(host_uuid, 80)
     host = host if len(host) <= 80 else host[:80] + "..."
     if len(reason) > limit:
         reason = f"{reason[:limit]}... ({len(reason)} chars)"
@@ -86,6 +87,10 @@ def normalize_payload(host_uuid: object, device_plugins: object = None,
     2023: ``device_plugins=["intelgpu"]`` (label keys). 2019: ``device_plugin_labels=
     [{"label_key": "intelgpu", "label_value": "enabled"}]``. An empty list is valid (no GPU).
     """
+    for name, value in (("host_uuid", host_uuid), ("device_plugins", device_plugins),
+                        ("device_plugin_labels", device_plugin_labels)):
+        if bounded.too_deep(value, MAX_PAYLOAD_DEPTH):  # before anything walks it recursively
+            raise _invalid(host_uuid, f"{name} is nested deeper than {MAX_PAYLOAD_DEPTH} levels")
     if not isinstance(host_uuid, str) or not HOST_UUID_RE.fullmatch(host_uuid.strip()):
         raise _invalid(host_uuid, "host_uuid must be 1 to 64 letters, digits, '-', '_' or '.' "
                        "(a UUID), starting with a letter or digit")
@@ -153,6 +158,7 @@ class ConductorManager:
         self._active = threading.Event()
         self._active.set()
         self._pending_log = LogLimiter()
+        self._reject_log = bounded.CauseLimiter()  # one caller must not flood the log
         metrics.observe(ConductorGauges(node_cache=self.cache.__len__, pending_hosts=self.state.pending,
                                         watch_restarts=lambda: max(0, self.cache.watches - 1),
                                         leader=self._active.is_set))
@@ -199,7 +205,8 @@ class ConductorManager:
         :raises: InvalidPayload, KubeAPIError, DatabaseError
         """
         request_id = context.get("request_id") if isinstance(context, Mapping) else None
-        return self.report(host_uuid, device_plugins, device_plugin_labels, request_id=request_id)
+        return self.report(host_uuid, device_plugins, device_plugin_labels,
+                           request_id=None if request_id is None else bounded.short(request_id, 64))
 
     # -- callable directly (tests, benchmarks) ----------------------------------------------
     def report(self, host_uuid: Any, device_plugins: Any = None, device_plugin_labels: Any = None,
@@ -211,7 +218,10 @@ class ConductorManager:
             result = self.reconcile(report)
         except exception.SysinvExtException as err:
             self.metrics.reported(outcome_of(err))
-            LOG.warning("Device plugin report %s rejected: %s", request_id or "-", err)
+            allowed, held = self._reject_log.allow(type(err).__name__)
+            if allowed:
+                LOG.warning("Device plugin report %s rejected: %s%s", request_id or "-", err,
+                            bounded.held_note(held))
             raise
         applied = bool(result["node"]) and result.pop("applied", True)
         self.metrics.reported("applied" if applied else "pending")
