@@ -47,7 +47,9 @@ class IntelGpuPluginAppLifecycleOperator(base.AppLifecycleOperator):
         bootstrap = True
         try:
             namespace, name = checks.BOOTSTRAP_DAEMONSET.split("/")
-            kube._get_kubernetesclient_apps_v1_api().read_namespaced_daemon_set(name, namespace)
+            # only whether it exists: no model built from it
+            kube._get_kubernetesclient_apps_v1_api().read_namespaced_daemon_set(
+                name, namespace, _preload_content=False).release_conn()
         except ApiException as err:
             bootstrap = False
             if err.status != 404:
