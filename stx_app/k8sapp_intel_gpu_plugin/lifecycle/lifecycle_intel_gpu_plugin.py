@@ -6,6 +6,10 @@ bootstrap role's DaemonSet (``checks``).
 Loaded by sysinv through the ``systemconfig.app_lifecycle`` entry point only.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from kubernetes import client as kube_client
 from kubernetes.client.exceptions import ApiException
 from oslo_log import log as logging
@@ -21,8 +25,9 @@ from k8sapp_intel_gpu_plugin.common import constants
 LOG = logging.getLogger(__name__)
 
 
-class IntelGpuPluginAppLifecycleOperator(base.AppLifecycleOperator):
-    def app_lifecycle_actions(self, context, conductor_obj, app_op, app, hook_info):
+class IntelGpuPluginAppLifecycleOperator(base.AppLifecycleOperator):  # type: ignore[misc]
+    def app_lifecycle_actions(self, context: Any, conductor_obj: Any, app_op: Any, app: Any,
+                              hook_info: Any) -> None:
         if (
             hook_info.lifecycle_type == LifecycleConstants.APP_LIFECYCLE_TYPE_SEMANTIC_CHECK
             and hook_info.operation == sysinv_constants.APP_APPLY_OP
@@ -31,7 +36,7 @@ class IntelGpuPluginAppLifecycleOperator(base.AppLifecycleOperator):
             self.pre_apply_check(conductor_obj, app_op)
         super().app_lifecycle_actions(context, conductor_obj, app_op, app, hook_info)
 
-    def pre_apply_check(self, conductor_obj, app_op):
+    def pre_apply_check(self, conductor_obj: Any, app_op: Any) -> None:
         kube = app_op._kube
         dbapi = getattr(conductor_obj, "dbapi", None) or app_op._dbapi
         hosts = sysinv_view.hosts(dbapi, kube.kube_get_nodes())
