@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test demo bench lint stubs clean helm app
+.PHONY: venv test demo bench lint stubs clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,8 @@ stubs: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+.PHONY: helm app
 
 # helm from its Go module (tools/helm), built once into ~/.cache/stx-intel-gpu/helm/<version>-<hash>/.
 helm:
