@@ -86,6 +86,10 @@ CASES = {
         "bringup_kubemaster_gpu_verbosity": 3,
     },
     "xpumd health": {"bringup_kubemaster_gpu_xpumd_endpoint": "/var/run/xpum/health.sock"},
+    "xpumd health, warnings unhealthy": {
+        "bringup_kubemaster_gpu_xpumd_endpoint": "/run/xpumd/intelxpuinfo.sock",
+        "bringup_kubemaster_gpu_xpumd_severity_limit": "warning",
+    },
     "fractional resources": {
         "bringup_kubemaster_gpu_resource_manager": True,
         "bringup_kubemaster_gpu_shared_dev_num": 300,
