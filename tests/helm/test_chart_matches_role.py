@@ -135,3 +135,11 @@ def test_comparison_sees_a_difference(helm: str) -> None:
     role = _objects(render_all())
     chart = _objects(template(helm, chart_values({"bringup_kubemaster_gpu_shared_dev_num": 2})))
     assert chart[("DaemonSet", "intel-gpu-plugin")] != role[("DaemonSet", "intel-gpu-plugin")]
+
+
+def test_chart_defaults_are_the_roles_defaults(helm: str) -> None:
+    """values.yaml as shipped = the role's defaults, but for tolerations: the role tolerates the
+    controllers' taints by default, the chart only where sysinv's overrides (all-in-one) add them."""
+    role = _objects(render_all())
+    chart = _objects(template(helm, {"tolerations": ROLE_DEFAULTS["bringup_kubemaster_gpu_tolerations"]}))
+    assert chart == role
