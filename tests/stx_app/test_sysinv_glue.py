@@ -6,9 +6,9 @@ check reads nodes, the conductor's Lease and the role's DaemonSet with the offic
 ``kubernetes`` client from the emulated API server (tests/fakes/kube_api.py), as sysinv's
 KubeOperator would from the real one.
 """
+
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from types import ModuleType, SimpleNamespace
@@ -26,35 +26,26 @@ APP = "intel-gpu-plugin"
 
 @pytest.fixture
 def sysinv() -> Iterator[dict[str, ModuleType]]:
-    """The glue modules imported against the sysinv stand-in, unloaded again afterwards."""
-    sys.path.insert(0, sysinv_app.PATH)
-    try:
-        import k8sapp_intel_gpu_plugin.helm.intel_gpu_plugin as helm
-        import k8sapp_intel_gpu_plugin.kustomize.kustomize_intel_gpu_plugin as kustomize
-        import k8sapp_intel_gpu_plugin.lifecycle.lifecycle_intel_gpu_plugin as lifecycle
-        from sysinv.common import exception
-        from sysinv.helm import lifecycle_base
-
-        lifecycle_base.AppLifecycleOperator.base_calls.clear()
-        yield {"helm": helm, "kustomize": kustomize, "lifecycle": lifecycle, "exception": exception,
-               "lifecycle_base": lifecycle_base}
-    finally:
-        sys.path.remove(sysinv_app.PATH)
-        for name in [n for n in sys.modules if n == "sysinv" or n.startswith("sysinv.") or
-                     n.startswith(("k8sapp_intel_gpu_plugin.helm.", "k8sapp_intel_gpu_plugin.kustomize.",
-                                   "k8sapp_intel_gpu_plugin.lifecycle."))]:
-            del sys.modules[name]
+    with sysinv_app.loaded() as modules:
+        yield modules
 
 
 class DBAPI:
     """sysinv's dbapi: hosts, their PCI devices, chart enabled flags."""
 
-    def __init__(self, hosts: list[tuple[str, str, str, list[tuple[str, str, str]]]],
-                 charts_enabled: dict[tuple[str, str, str], bool] | None = None) -> None:
-        self.hosts = [SimpleNamespace(id=i, hostname=h, personality=p, subfunctions=s)
-                      for i, (h, p, s, _) in enumerate(hosts)]
-        self.pci = {i: [SimpleNamespace(pvendor_id=v, pclass_id=c, driver=d) for v, c, d in devs]
-                    for i, (_, _, _, devs) in enumerate(hosts)}
+    def __init__(
+        self,
+        hosts: list[tuple[str, str, str, list[tuple[str, str, str]]]],
+        charts_enabled: dict[tuple[str, str, str], bool] | None = None,
+    ) -> None:
+        self.hosts = [
+            SimpleNamespace(id=i, hostname=h, personality=p, subfunctions=s)
+            for i, (h, p, s, _) in enumerate(hosts)
+        ]
+        self.pci = {
+            i: [SimpleNamespace(pvendor_id=v, pclass_id=c, driver=d) for v, c, d in devs]
+            for i, (_, _, _, devs) in enumerate(hosts)
+        }
         self.charts_enabled = charts_enabled or {}
 
     def ihost_get_list(self) -> list[SimpleNamespace]:
@@ -74,8 +65,10 @@ def test_helm_plugin_system_overrides(sysinv: dict[str, ModuleType]) -> None:
     assert list(overrides) == [APP]
     assert overrides[APP]["image"] == {"hub": "registry.local:9001/intel"}
     assert overrides[APP]["nodeSelector"]["intelgpu"] == "enabled"
-    assert [t["key"] for t in overrides[APP]["tolerations"]] == ["node-role.kubernetes.io/control-plane",
-                                                                 "node-role.kubernetes.io/master"]
+    assert [t["key"] for t in overrides[APP]["tolerations"]] == [
+        "node-role.kubernetes.io/control-plane",
+        "node-role.kubernetes.io/master",
+    ]
     assert plugin.get_overrides(APP) == overrides[APP]
     standard = sysinv["helm"].IntelGpuPluginHelm(SimpleNamespace(dbapi=DBAPI([WORKER_XE])))
     assert "tolerations" not in standard.get_overrides(APP)
@@ -84,8 +77,9 @@ def test_helm_plugin_system_overrides(sysinv: dict[str, ModuleType]) -> None:
 
 
 @pytest.mark.parametrize(("enabled", "deleted"), [(True, []), (False, [APP])])
-def test_kustomize_operator_drops_a_disabled_chart(sysinv: dict[str, ModuleType], enabled: bool,
-                                                   deleted: list[str]) -> None:
+def test_kustomize_operator_drops_a_disabled_chart(
+    sysinv: dict[str, ModuleType], enabled: bool, deleted: list[str]
+) -> None:
     operator = sysinv["kustomize"].IntelGpuPluginFluxCDKustomizeOperator()
     operator.platform_mode_kustomize_updates(DBAPI([], {(APP, APP, APP): enabled}), "normal")
     assert operator.deleted == deleted
@@ -116,15 +110,24 @@ class KubeOperator:
 
 
 def hook(lifecycle_type: str = "check", operation: str = "apply", timing: str = "pre") -> SimpleNamespace:
-    return SimpleNamespace(lifecycle_type=lifecycle_type, operation=operation, relative_timing=timing,
-                           mode="manual", extra={})
+    return SimpleNamespace(
+        lifecycle_type=lifecycle_type, operation=operation, relative_timing=timing, mode="manual", extra={}
+    )
 
 
 def lease(api: FakeKubeAPI, renewed: datetime) -> None:
-    api.put_object({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": "sysinv-gpu-conductor", "namespace": "kube-system"},
-                    "spec": {"holderIdentity": "controller-0", "leaseDurationSeconds": 15,
-                             "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}})
+    api.put_object(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "sysinv-gpu-conductor", "namespace": "kube-system"},
+            "spec": {
+                "holderIdentity": "controller-0",
+                "leaseDurationSeconds": 15,
+                "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -134,16 +137,24 @@ def kube(tmp_path: Any) -> Iterator[FakeKubeAPI]:
         yield api
 
 
-def run_hook(sysinv: dict[str, ModuleType], api: FakeKubeAPI, kubeconfig: str, hosts: list[Any],
-             info: SimpleNamespace, custom: list[dict[str, Any]] | None = None) -> None:
+def run_hook(
+    sysinv: dict[str, ModuleType],
+    api: FakeKubeAPI,
+    kubeconfig: str,
+    hosts: list[Any],
+    info: SimpleNamespace,
+    custom: list[dict[str, Any]] | None = None,
+) -> None:
     app_op = SimpleNamespace(_kube=KubeOperator(api, kubeconfig, custom or []), _dbapi=DBAPI(hosts))
     operator = sysinv["lifecycle"].IntelGpuPluginAppLifecycleOperator()
-    operator.app_lifecycle_actions(None, SimpleNamespace(dbapi=DBAPI(hosts)), app_op,
-                                   SimpleNamespace(name=APP), info)
+    operator.app_lifecycle_actions(
+        None, SimpleNamespace(dbapi=DBAPI(hosts)), app_op, SimpleNamespace(name=APP), info
+    )
 
 
 def test_lifecycle_refuses_without_a_labelled_node_and_says_the_conductor_is_down(
-        sysinv: dict[str, ModuleType], kube: FakeKubeAPI, tmp_path: Any) -> None:
+    sysinv: dict[str, ModuleType], kube: FakeKubeAPI, tmp_path: Any
+) -> None:
     kube.add_node("worker-0", "uuid-0")
     with pytest.raises(sysinv["exception"].LifecycleSemanticCheckException) as err:
         run_hook(sysinv, kube, str(tmp_path / "kubeconfig"), [WORKER_XE], hook())
@@ -155,7 +166,8 @@ def test_lifecycle_refuses_without_a_labelled_node_and_says_the_conductor_is_dow
 
 
 def test_lifecycle_allows_a_labelled_node_with_a_live_conductor(
-        sysinv: dict[str, ModuleType], kube: FakeKubeAPI, tmp_path: Any) -> None:
+    sysinv: dict[str, ModuleType], kube: FakeKubeAPI, tmp_path: Any
+) -> None:
     kube.add_node("worker-0", "uuid-0", {"intelgpu": "enabled"})
     lease(kube, datetime.now(timezone.utc) - timedelta(seconds=2))
     run_hook(sysinv, kube, str(tmp_path / "kubeconfig"), [WORKER_XE], hook())
@@ -163,22 +175,38 @@ def test_lifecycle_allows_a_labelled_node_with_a_live_conductor(
 
 
 def test_lifecycle_refuses_beside_another_gpu_plugin(
-        sysinv: dict[str, ModuleType], kube: FakeKubeAPI, tmp_path: Any) -> None:
+    sysinv: dict[str, ModuleType], kube: FakeKubeAPI, tmp_path: Any
+) -> None:
     kube.add_node("worker-0", "uuid-0", {"intelgpu": "enabled"})
     lease(kube, datetime.now(timezone.utc))
     exc = sysinv["exception"].LifecycleSemanticCheckException
     with pytest.raises(exc, match="GpuDevicePlugin gpudeviceplugin-sample"):
-        run_hook(sysinv, kube, str(tmp_path / "kubeconfig"), [WORKER_XE], hook(),
-                 custom=[{"metadata": {"name": "gpudeviceplugin-sample"}}])
-    kube.put_object({"apiVersion": "apps/v1", "kind": "DaemonSet",
-                     "metadata": {"name": "intel-gpu-plugin", "namespace": "kube-system"}, "spec": {}})
+        run_hook(
+            sysinv,
+            kube,
+            str(tmp_path / "kubeconfig"),
+            [WORKER_XE],
+            hook(),
+            custom=[{"metadata": {"name": "gpudeviceplugin-sample"}}],
+        )
+    kube.put_object(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "intel-gpu-plugin", "namespace": "kube-system"},
+            "spec": {},
+        }
+    )
     with pytest.raises(exc, match="bootstrap role's DaemonSet kube-system/intel-gpu-plugin"):
         run_hook(sysinv, kube, str(tmp_path / "kubeconfig"), [WORKER_XE], hook())
 
 
-def test_lifecycle_checks_only_before_apply(sysinv: dict[str, ModuleType], kube: FakeKubeAPI,
-                                           tmp_path: Any) -> None:
+def test_lifecycle_checks_only_before_apply(
+    sysinv: dict[str, ModuleType], kube: FakeKubeAPI, tmp_path: Any
+) -> None:
     for info in (hook("operation", "apply", "post"), hook("check", "remove", "pre")):
         run_hook(sysinv, kube, str(tmp_path / "kubeconfig"), [], info)  # nothing labelled: no refusal
-    assert sysinv["lifecycle_base"].AppLifecycleOperator.base_calls == [("operation", "apply", "post"),
-                                                                        ("check", "remove", "pre")]
+    assert sysinv["lifecycle_base"].AppLifecycleOperator.base_calls == [
+        ("operation", "apply", "post"),
+        ("check", "remove", "pre"),
+    ]
