@@ -1,4 +1,5 @@
-"""The Helm chart on the real local cluster (issue 18's LocalCluster; ``make test-cluster``).
+"""The Helm chart and the StarlingX application's check on the real local cluster (issue 18's
+LocalCluster; ``make test-cluster``). One module, so that it needs one cluster at most.
 
 - every values file we ship passes the API server's own validation (``kubectl apply
   --dry-run=server --validate=strict`` of ``helm template``), NodeFeatureRule aside (no NFD CRD);
@@ -13,8 +14,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
@@ -22,7 +26,14 @@ import yaml
 
 localcluster = pytest.importorskip("localcluster")  # the launcher of issue 18 (on main)
 
+from tests.cluster.shared import kube_cluster_fixture  # noqa: E402,F401  (the kube_cluster fixture)
+from tests.fakes import sysinv_app  # noqa: E402
 from tests.helm.chart import CHART, helm_binary  # noqa: E402
+from tests.stx_app.conftest import STX_APP  # noqa: E402
+from tests.stx_app.test_sysinv_glue import WORKER_XE, hook, run_hook  # noqa: E402
+
+if str(STX_APP) not in sys.path:
+    sys.path.insert(0, str(STX_APP))
 
 NAMESPACE = "gpu-chart-test"
 RELEASE = "intel-gpu-plugin"
@@ -61,8 +72,9 @@ def objects(
 
 
 @pytest.fixture(scope="module")
-def labelled(cluster: Any) -> Iterator[Any]:
+def labelled(kube_cluster: Any) -> Iterator[Any]:
     """The kubelet node labelled intelgpu=enabled, an API-only node without it, our namespace."""
+    cluster = kube_cluster
     cluster.kubectl("label", "node", cluster.node_name, "intelgpu=enabled", "--overwrite")
     cluster.kubectl(
         "apply",
@@ -215,3 +227,74 @@ def test_resource_manager_rbac_and_the_unlabelled_node_is_selectable(helm: str, 
             for o in objects(cluster, kind, namespace=None)
             if o["metadata"]["name"] == "intel-gpu-plugin-resource-manager"
         ]
+
+
+# -- the application's pre-apply check against the real API server ------------------------------
+# (the emulated one in tests/stx_app/test_sysinv_glue.py is a double: where they differ, the
+# double is wrong). It reads the real node's labels, a real coordination.k8s.io/v1 Lease and a
+# real DaemonSet with the official client, as sysinv's KubeOperator does on a controller.
+
+
+@pytest.fixture
+def sysinv() -> Iterator[dict[str, ModuleType]]:
+    with sysinv_app.loaded() as modules:
+        yield modules
+
+
+def put_lease(cluster: Any, renewed: datetime) -> None:
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "sysinv-gpu-conductor", "namespace": "kube-system"},
+        "spec": {"holderIdentity": "controller-0", "leaseDurationSeconds": 15,
+                 "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}))  # fmt: skip
+
+
+@pytest.fixture
+def node(kube_cluster: Any) -> Iterator[Any]:
+    """The real node as sysinv's host with an xe GPU in sysinv's inventory, first without the
+    intelgpu label (its label is restored afterwards)."""
+    cluster = kube_cluster
+    label = (
+        json.loads(cluster.kubectl("get", "node", cluster.node_name, "-o", "json").stdout)["metadata"]
+        .get("labels", {})
+        .get("intelgpu")
+    )
+    cluster.kubectl("label", "node", cluster.node_name, "intelgpu-")
+    yield cluster
+    restore = f"intelgpu={label}" if label else "intelgpu-"
+    cluster.kubectl("label", "node", cluster.node_name, restore, "--overwrite", check=False)
+    cluster.kubectl("-n", "kube-system", "delete", "lease", "sysinv-gpu-conductor", "--ignore-not-found")
+    cluster.kubectl("-n", "kube-system", "delete", "daemonset", "intel-gpu-plugin", "--ignore-not-found")
+
+
+def check(sysinv: dict[str, ModuleType], cluster: Any) -> None:
+    host = (cluster.node_name, *WORKER_XE[1:])
+    run_hook(sysinv, None, str(cluster.kubeconfig), [host], hook())  # type: ignore[arg-type]
+
+
+def test_check_on_the_real_api_server(sysinv: dict[str, ModuleType], node: Any) -> None:
+    refused = sysinv["exception"].LifecycleSemanticCheckException
+    with pytest.raises(refused) as err:
+        check(sysinv, node)
+    assert "no host has reported an Intel GPU" in str(err.value)
+    assert "no Lease kube-system/sysinv-gpu-conductor" in str(err.value)
+    assert f"Intel GPUs on {node.node_name}" in str(err.value)
+
+    node.kubectl("label", "node", node.node_name, "intelgpu=enabled", "--overwrite")
+    put_lease(node, datetime.now(timezone.utc) - timedelta(seconds=1))
+    check(sysinv, node)  # labelled, conductor alive: allowed
+
+    put_lease(node, datetime.now(timezone.utc) - timedelta(minutes=10))
+    check(sysinv, node)  # allowed, with a warning only
+
+    node.kubectl("-n", "kube-system", "create", "daemonset", "intel-gpu-plugin", "--image=x/y:1", check=False)
+    if node.kubectl("-n", "kube-system", "get", "daemonset", "intel-gpu-plugin", check=False).returncode:
+        node.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "intel-gpu-plugin", "namespace": "kube-system"},
+            "spec": {"selector": {"matchLabels": {"app": "bootstrap-gpu"}},
+                     "template": {"metadata": {"labels": {"app": "bootstrap-gpu"}},
+                                  "spec": {"nodeSelector": {"intelgpu": "nowhere"},
+                                           "containers": [{"name": "p", "image": "x/y:1"}]}}}}))  # fmt: skip
+    with pytest.raises(refused, match="bootstrap role's DaemonSet kube-system/intel-gpu-plugin"):
+        check(sysinv, node)
