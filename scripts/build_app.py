@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -63,18 +64,11 @@ def stage(root: Path, helm: str, version: str) -> None:
             Path(src) / "stx_app",
             ignore=shutil.ignore_patterns("fluxcd-manifests", "__pycache__", "build", "*.egg-info"),
         )
-        run(
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--wheel-dir",
-            str(root / "plugins"),
-            str(Path(src) / "stx_app"),
-        )
+        # offline with the interpreter's own setuptools; where it has none (a Python >= 3.12 venv)
+        # pip fetches setuptools from PyPI into an isolated build env
+        offline = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+        run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *offline,
+            "--wheel-dir", str(root / "plugins"), str(Path(src) / "stx_app"))  # fmt: skip
     (root / "metadata.yaml").write_text((APP / "metadata.yaml").read_text().replace("@APP_VERSION@", version))
     shutil.copytree(APP / "fluxcd-manifests", root / "fluxcd-manifests")
     release = root / "fluxcd-manifests" / "intel-gpu-plugin" / "helmrelease.yaml"
