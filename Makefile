@@ -43,11 +43,22 @@ bench: venv
 	$(PY) -m benchmarks
 
 lint: venv
-	$(VENV)/bin/ruff check gpu_plugin sysinv_ext tests benchmarks scripts demo
+	$(VENV)/bin/ruff check gpu_plugin sysinv_ext tests benchmarks scripts demo stx_app
 	$(VENV)/bin/mypy gpu_plugin sysinv_ext
+	$(VENV)/bin/mypy stx_app/k8sapp_intel_gpu_plugin
 
 stubs: venv
 	$(PY) scripts/gen_protos.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+.PHONY: helm app
+
+# helm from its Go module (tools/helm), built once into ~/.cache/stx-intel-gpu/helm/<version>-<hash>/.
+helm:
+	./scripts/build-helm.sh
+
+# The StarlingX application tarball: build/app/intel-gpu-plugin-<version>.tgz.
+app: venv
+	$(PY) scripts/build_app.py
