@@ -16,7 +16,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-test: venv
+# helm (for the chart's tests) is built once before the tests, outside pytest's per-test timeout
+test: venv helm
 	./scripts/ensure-services.sh
 	$(PY) -m pytest -q
 
