@@ -16,8 +16,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# helm (for the chart's tests) is built once before the tests, outside pytest's per-test timeout
-test: venv helm
+# helm (for the chart's tests) is built once before the tests, outside pytest's per-test timeout;
+# make test needs no Go otherwise: without it the chart's tests skip (and fail in CI)
+test: venv
+	@if command -v go >/dev/null; then ./scripts/build-helm.sh >/dev/null; \
+	else echo "make test: Go not installed: the Helm chart's tests will skip"; fi
 	./scripts/ensure-services.sh
 	$(PY) -m pytest -q
 
