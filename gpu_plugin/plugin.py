@@ -13,9 +13,9 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
-from prometheus_client import CollectorRegistry
 
 from gpu_plugin import scan as gpuscan
 from gpu_plugin.cdi import CdiSpecWriter
@@ -41,6 +41,9 @@ from gpu_plugin.policies import PolicyAllocator
 from gpu_plugin.rm import RmConfig
 from gpu_plugin.rm import wire as rm_wire
 from gpu_plugin.udev import DrmEvents
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 LOG = logging.getLogger(__name__)
 
