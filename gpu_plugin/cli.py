@@ -41,6 +41,10 @@ MAX_SHARED_DEV_NUM = 1000
 #: -scan-interval bounds (seconds): below 0.1 the fallback rescan is a busy loop, above a day it is
 #: off in all but name (and past ~292 years Python's waits overflow).
 SCAN_INTERVAL_RANGE = (0.1, 86400.0)
+#: -xpumd-severity-limit values (gpu_plugin.xpumd.SEVERITY_LIMITS; named here so that a bad flag
+#: fails before grpc loads) and the default, critical as upstream since PR #2318 (it was warning)
+XPUMD_SEVERITY_LIMITS = ("failed", "critical", "warning")
+DEFAULT_XPUMD_SEVERITY_LIMIT = "critical"
 
 __all__ = ["flagset", "parse", "Options", "main"]
 
@@ -55,6 +59,8 @@ def flagset() -> FlagSet:
     f.bool("health-management", False, "enable Level-Zero sidecar based GPU health management")
     f.string("xpumd-endpoint", "", "enable xpumd based health management: unix socket path of the xpumd "
              "health service (e.g. /run/xpumd/intelxpuinfo.sock)")
+    f.string("xpumd-severity-limit", DEFAULT_XPUMD_SEVERITY_LIMIT, "xpumd health severity at which a "
+             "device is marked unhealthy: " + ", ".join(XPUMD_SEVERITY_LIMITS))
     f.string("bypath", "single", "DRI device 'by-path/' directory mounting options: single, none, all")
     f.bool("wsl", False, "scan for / use WSL devices")
     f.int("shared-dev-num", 1, "number of containers sharing the same GPU device "
@@ -104,6 +110,7 @@ class Options:
     resource_manager: rmconfig.RmConfig | None = None  #: -resource-manager on
     metrics_address: str = ""  #: "" = no metrics endpoint
     klog_ignored: tuple[str, ...] = ()  #: klog flags given that have no effect here (warned about)
+    xpumd_severity_limit: str = DEFAULT_XPUMD_SEVERITY_LIMIT  #: lowest xpumd severity = Unhealthy
 
 
 def _check_resource_manager(v: ParsedFlags) -> rmconfig.RmConfig:
@@ -165,6 +172,9 @@ def _check_args(v: ParsedFlags) -> None:
     if v["health-management"] and v["xpumd-endpoint"]:
         raise UsageError("xpumd-endpoint",
                          "cannot use both Level-Zero sidecar and xpumd for health management")
+    if v["xpumd-severity-limit"] not in XPUMD_SEVERITY_LIMITS:
+        raise UsageError("xpumd-severity-limit", f"invalid value {v['xpumd-severity-limit']!r}, "
+                         f"valid values: {', '.join(XPUMD_SEVERITY_LIMITS)}")
     if v["xpumd-endpoint"]:
         for name in ("temp-limit", "gpu-temp-limit", "memory-temp-limit"):
             if v[name] != DEFAULT_TEMP_LIMIT:
@@ -233,7 +243,8 @@ def parse(argv: Sequence[str]) -> Options:
         xpumd_endpoint=v["xpumd-endpoint"],
         temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"],
         resource_manager=_check_resource_manager(v) if v["resource-manager"] else None,
-        metrics_address=v["metrics-address"], klog_ignored=tuple(klog.ineffective(v)))
+        metrics_address=v["metrics-address"], klog_ignored=tuple(klog.ineffective(v)),
+        xpumd_severity_limit=v["xpumd-severity-limit"])
 
 
 def setup_logging(verbosity: int) -> None:
@@ -280,8 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
              config.allocation_policy, config.sysfs_root, config.devfs_root)
     health: LevelZeroHealth | XpumdHealth | None = None
     if options.xpumd_endpoint:  # upstream: xpumd wins over Level-Zero (they are exclusive anyway)
-        LOG.info("xpumd health source requested: %s", options.xpumd_endpoint)
-        health = XpumdHealth(options.xpumd_endpoint).start()
+        LOG.info("xpumd health source requested: %s (unhealthy at severity %s and above)",
+                 options.xpumd_endpoint, options.xpumd_severity_limit)
+        health = XpumdHealth(options.xpumd_endpoint, severity_limit=options.xpumd_severity_limit).start()
     elif options.health_management:
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
         glob, gpu, memory = options.temp_limits

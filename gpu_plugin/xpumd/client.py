@@ -1,7 +1,9 @@
 """Device health streamed from the XPU Manager daemon (xpumd), as upstream's ``xpumdservice``.
 
 :class:`XpumdService` keeps a ``deviceinfo.DeviceInfo/WatchDeviceHealth`` stream open in a
-background thread and caches, per PCI BDF, whether any health domain reports severity >= WARNING.
+background thread and caches, per PCI BDF, whether any health domain reports a severity at or
+above the limit (``-xpumd-severity-limit``: failed, critical or warning; default critical, as
+upstream since PR #2318 and Intel's DRA driver: a warning such as "ECC disabled" is no fault).
 :class:`XpumdHealth` is the plugin's health source (``card -> Health``, the call shape of
 :class:`gpu_plugin.health.LevelZeroHealth`): no data for a card = no information = Healthy.
 """
@@ -24,9 +26,13 @@ LOG = logging.getLogger(__name__)
 
 #: upstream's xpumdservice.DefaultSocketPath (what its kustomize overlay passes to -xpumd-endpoint)
 DEFAULT_SOCKET_PATH = "/run/xpumd/intelxpuinfo.sock"
-WARNING = pb.SEVERITY_LEVEL_WARNING
+#: the severity limit's names -> the lowest xpumd severity that makes a device unhealthy
+SEVERITY_LIMITS = {"failed": pb.SEVERITY_LEVEL_FAILED, "critical": pb.SEVERITY_LEVEL_CRITICAL,
+                   "warning": pb.SEVERITY_LEVEL_WARNING}
+DEFAULT_SEVERITY_LIMIT = "critical"  #: upstream's default since PR #2318 (it was warning)
 
-__all__ = ["DEFAULT_SOCKET_PATH", "NoHealthData", "Timing", "XpumdService", "XpumdHealth"]
+__all__ = ["DEFAULT_SOCKET_PATH", "DEFAULT_SEVERITY_LIMIT", "SEVERITY_LIMITS", "NoHealthData", "Timing",
+           "XpumdService", "XpumdHealth"]
 
 
 def _severity_name(value: int) -> str:
@@ -66,9 +72,15 @@ class XpumdService:
     once and keeps retrying with a doubling delay capped at ``timing.backoff_cap``.
     """
 
-    def __init__(self, socket_path: str, timing: Timing = Timing()) -> None:
+    def __init__(self, socket_path: str, timing: Timing = Timing(), *,
+                 severity_limit: str = DEFAULT_SEVERITY_LIMIT) -> None:
+        if severity_limit not in SEVERITY_LIMITS:
+            raise ValueError(f"unknown xpumd severity limit {severity_limit!r} "
+                             f"(want one of {', '.join(SEVERITY_LIMITS)})")
         self.socket_path = socket_path
         self.timing = timing
+        self.severity_limit = severity_limit
+        self._unhealthy_at = SEVERITY_LIMITS[severity_limit]
         self._healths: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,7 +107,7 @@ class XpumdService:
                 continue
             bdf, healthy = dev.info.pci.bdf, True
             for hs in dev.health:
-                if hs.severity >= WARNING:
+                if hs.severity >= self._unhealthy_at:
                     LOG.debug("xpumd: device %s health issue in domain %r: severity=%s reason=%r", bdf,
                               hs.name, _severity_name(hs.severity), hs.reason)
                     healthy = False
@@ -215,8 +227,9 @@ class XpumdService:
 class XpumdHealth:
     """Callable ``card -> Health`` over an :class:`XpumdService` (upstream's healthStatusForCardXpumd)."""
 
-    def __init__(self, socket_path: str, timing: Timing = Timing()) -> None:
-        self.service = XpumdService(socket_path, timing)
+    def __init__(self, socket_path: str, timing: Timing = Timing(), *,
+                 severity_limit: str = DEFAULT_SEVERITY_LIMIT) -> None:
+        self.service = XpumdService(socket_path, timing, severity_limit=severity_limit)
         self._lock = threading.Lock()
         self._statuses: dict[str, Health] = {}
         self._no_data: set[str] = set()

@@ -98,9 +98,9 @@ HEALTHY = {"card0-0": "Healthy", "card1-0": "Healthy"}
 CARD1_SICK = {"card0-0": "Healthy", "card1-0": "Unhealthy"}
 
 
-def test_warning_marks_the_card_unhealthy_then_it_recovers(plugin: Plugin, xpumd: FakeXpumd) -> None:
+def test_critical_marks_the_card_unhealthy_then_it_recovers(plugin: Plugin, xpumd: FakeXpumd) -> None:
     xpumd.start()
-    xpumd.publish({A: OK, B: WARNING})
+    xpumd.publish({A: OK, B: CRITICAL})
     plugin.wait_for(CARD1_SICK, "card1 Unhealthy")
     assert plugin.kubelet.allocatable(I915) == 1
     with plugin.kubelet.client(I915) as client, pytest.raises(grpc.RpcError, match="card1-0"):
@@ -136,14 +136,15 @@ def test_xpumd_restart_reestablishes_the_stream(plugin: Plugin, xpumd: FakeXpumd
 
 
 def test_program_with_xpumd_endpoint(short_dir: Path, host: FakeSysfs, xpumd: FakeXpumd) -> None:
-    """``python -m gpu_plugin -xpumd-endpoint SOCK`` (upstream's timing) against the fakes; SIGTERM -> 0."""
+    """``python -m gpu_plugin -xpumd-endpoint SOCK -xpumd-severity-limit warning`` (upstream's
+    timing) against the fakes: a WARNING (healthy by default) marks the card; SIGTERM -> 0."""
     xpumd.start()
     xpumd.publish({A: WARNING, B: OK})
     kubelet = FakeKubelet(short_dir / "kubelet").start()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpu_plugin", "-sysfs-root", host.sysfs_root, "-devfs-root", host.devfs_root,
          "-kubelet-dir", str(short_dir / "kubelet"), "-cdi-dir", str(short_dir / "cdi"),
-         "-scan-interval", "0.2", "-xpumd-endpoint", xpumd.socket_path],
+         "-scan-interval", "0.2", "-xpumd-endpoint", xpumd.socket_path, "-xpumd-severity-limit", "warning"],
         stderr=subprocess.PIPE, text=True)
     try:
         expected = {"card0-0": "Unhealthy", "card1-0": "Healthy"}
@@ -157,7 +158,8 @@ def test_program_with_xpumd_endpoint(short_dir: Path, host: FakeSysfs, xpumd: Fa
             proc.communicate()
         kubelet.stop()
     assert proc.returncode == 0, stderr
-    assert f"xpumd health source requested: {xpumd.socket_path}" in stderr
+    assert f"xpumd health source requested: {xpumd.socket_path} (unhealthy at severity warning and above)" \
+        in stderr
     assert "Traceback" not in stderr
 
 
@@ -168,6 +170,18 @@ def test_parse_xpumd_endpoint() -> None:
     assert (opts.xpumd_endpoint, opts.health_management) == ("/run/xpumd/intelxpuinfo.sock", False)
     with pytest.raises(UsageError, match="^-xpumd-endpoint: unix socket path longer than 107 bytes$"):
         cli.parse(roots + ["-xpumd-endpoint", "/" + "x" * 107])
+
+
+def test_parse_xpumd_severity_limit() -> None:
+    roots = ["-sysfs-root", "/", "-devfs-root", "/"]
+    assert cli.parse(roots).xpumd_severity_limit == "critical"  # upstream's default since PR #2318
+    for value in ("failed", "critical", "warning"):
+        assert cli.parse(roots + [f"-xpumd-severity-limit={value}"]).xpumd_severity_limit == value
+    proc = subprocess.run([sys.executable, "-m", "gpu_plugin", *roots, "--xpumd-severity-limit", "Fatal"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "intel-gpu-plugin: -xpumd-severity-limit: invalid value 'Fatal', "
+        "valid values: failed, critical, warning"]
 
 
 def test_too_long_endpoint_exits_2_with_one_line() -> None:
