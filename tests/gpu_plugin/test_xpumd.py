@@ -288,8 +288,9 @@ def test_health_source_rules(xpumd: FakeXpumd, caplog: pytest.LogCaptureFixture)
             assert [health(card()) for _ in range(3)] == [Health.HEALTHY] * 3  # no data = no information
             assert health(card(bdf=None)) is Health.HEALTHY
             warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-            assert warnings == [f"xpumd device health retrieval failed: no health data available yet: {A}; "
-                                "treating card0 as healthy"]
+            assert warnings == [f"xpumd device health retrieval failed: no health data available yet: {A} "
+                                "(xpumd has sent no health data yet); treating card0 and any other device "
+                                "without xpumd data as healthy (said again in 300 s if still so)"]
             xpumd.publish({A: CRITICAL, B: OK})
             wait_until(lambda: health(card()) is Health.UNHEALTHY, what="card0 unhealthy")
             assert health(card(B, "card1")) is Health.HEALTHY
@@ -297,3 +298,65 @@ def test_health_source_rules(xpumd: FakeXpumd, caplog: pytest.LogCaptureFixture)
         assert infos == [f"card0 ({A}): Healthy => Unhealthy"]
     finally:
         health.close()
+
+
+# -- xpumd not ready (issue 21, item 4) ---------------------------------------------------------------
+
+#: upstream's limits already used up and long waits: only the socket watch can make a retry prompt
+SLOW = Timing(connect_attempts_max=0, connect_attempt_interval=30.0, arbitrary_error_delay=30.0,
+              max_arbitrary_errors=0, backoff_cap=300.0)
+
+
+def test_xpumd_appearing_after_a_long_absence_is_used_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeXpumd()  # absent: its socket does not exist yet
+    svc = XpumdService(fake.socket_path, SLOW)
+    try:
+        with caplog.at_level(logging.DEBUG, logger=LOGGER):
+            svc.start()
+            wait_until(lambda: "upstream gives up here" in caplog.text, what="first failed attempt")
+            reason = svc.__dict__.get("not_ready")
+            fake.start()  # the next regular attempt would be 60 s away
+            fake.publish({A: CRITICAL})
+            assert retrieve_device_health(A, svc, timeout=5.0) is False
+        assert f"xpumd: {fake.socket_path} appeared, connecting now" in caplog.text
+        assert (reason, svc.not_ready) == ("is unreachable (UNAVAILABLE)", None)
+    finally:
+        svc.close()
+        fake.close()
+
+
+def test_uninitialised_xpumd_restarting_is_used_as_soon_as_it_streams(xpumd: FakeXpumd) -> None:
+    """xpumd v2 on a Gen9.5 iGPU: it refuses (here FAILED_PRECONDITION), exits, is restarted."""
+    xpumd.abort_code = grpc.StatusCode.FAILED_PRECONDITION
+    health = XpumdHealth(xpumd.socket_path, SLOW).start()
+    try:
+        wait_until(lambda: xpumd.connections >= 1, what="a refused stream")
+        assert health(card()) is Health.HEALTHY  # not ready: no information, the card stays usable
+        xpumd.abort_code = None
+        xpumd.publish({A: CRITICAL})
+        xpumd.restart()  # the restarted xpumd re-creates its socket; the next regular try is 30 s away
+        wait_until(lambda: health(card()) is Health.UNHEALTHY, what="xpumd's data used")
+    finally:
+        health.close()
+
+
+def test_the_reason_xpumd_gives_no_data_is_named(xpumd: FakeXpumd) -> None:
+    xpumd.abort_code = grpc.StatusCode.FAILED_PRECONDITION
+    svc = XpumdService(xpumd.socket_path, SLOW).start()
+    try:
+        wait_until(lambda: svc.not_ready == "refuses the stream (FAILED_PRECONDITION)", what="the reason")
+    finally:
+        svc.close()
+
+
+def test_devices_without_xpumd_data_are_warned_about_once_per_interval_not_per_scan(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [1000.0]
+    health = XpumdHealth("/tmp/absent-xpumd.sock", SLOW, warn_interval=300.0, clock=lambda: now[0])
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        for t in (1000.0, 1000.0, 1299.0, 1300.0, 1301.0, 1600.0):  # scans (two cards each)
+            now[0] = t
+            assert health(card()) is health(card(B, "card1")) is Health.HEALTHY
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 3  # at 1000, 1300 and 1600
+    assert all("treating card0 and any other device without xpumd data as healthy" in w for w in warned)

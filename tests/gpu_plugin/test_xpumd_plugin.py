@@ -62,9 +62,9 @@ def xpumd(short_dir: Path) -> Iterator[FakeXpumd]:
 class Plugin:
     """The plugin (manager + GPU scanner + xpumd health source) in a thread, with a fake kubelet."""
 
-    def __init__(self, base: Path, host: FakeSysfs, xpumd_socket: str) -> None:
+    def __init__(self, base: Path, host: FakeSysfs, xpumd_socket: str, timing: Timing = FAST) -> None:
         self.kubelet = FakeKubelet(base / "kubelet").start()
-        self.health = XpumdHealth(xpumd_socket, FAST).start()
+        self.health = XpumdHealth(xpumd_socket, timing).start()
         config = PluginConfig(sysfs_root=host.sysfs_root, devfs_root=host.devfs_root,
                               kubelet_dir=str(base / "kubelet"), cdi_dir=str(base / "cdi"),
                               scan=gs.ScanOptions(), scan_interval=0.1, use_udev=False)
@@ -114,6 +114,25 @@ def test_xpumd_down_means_healthy(plugin: Plugin, xpumd: FakeXpumd) -> None:
     plugin.wait_for(HEALTHY, "both cards advertised")  # xpumd never started
     assert not os.path.exists(xpumd.socket_path) and plugin.health.service._thread is not None
     assert plugin.health.service._thread.is_alive()
+
+
+def test_allocations_go_on_while_xpumd_is_absent_and_its_health_is_used_once_it_appears(
+        short_dir: Path, host: FakeSysfs, xpumd: FakeXpumd) -> None:
+    """xpumd not ready (absent, as when it crash-loops): the cards stay advertised and allocatable;
+    when it appears, its health applies at once although the next regular retry is far away."""
+    slow = Timing(connect_attempts_max=0, connect_attempt_interval=30.0, backoff_cap=300.0)
+    running = Plugin(short_dir, host, xpumd.socket_path, slow)
+    try:
+        running.wait_for(HEALTHY, "both cards advertised while xpumd is absent")
+        with running.kubelet.client(I915) as client:
+            assert client.allocate(["card1-0"]).container_responses[0].devices
+        running.kubelet.wait_for(lambda: running.health.service._connect_failures >= 1,
+                                 what="a failed attempt")
+        xpumd.start()
+        xpumd.publish({A: OK, B: CRITICAL})
+        running.wait_for(CARD1_SICK, "xpumd's health applied")
+    finally:
+        running.close()
 
 
 @pytest.mark.parametrize("graceful", [True, False], ids=["graceful restart (EOF)", "killed (stream error)"])
