@@ -17,15 +17,20 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from gpu_plugin import scan as gpuscan
-from gpu_plugin.common import klog, metrics_http
+from gpu_plugin.common import klog, memory, metrics_http
 from gpu_plugin.common.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
 from gpu_plugin.rm import config as rmconfig
 
-# gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast.
+# gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast;
+# a health source or the metrics endpoint only when its flag is set (idle RSS on every GPU node).
+if TYPE_CHECKING:
+    from gpu_plugin.health import LevelZeroHealth
+    from gpu_plugin.xpumd import XpumdHealth
 
 PROG = "intel-gpu-plugin"
 LOG = logging.getLogger("gpu_plugin")
@@ -264,14 +269,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: {err}\n")
         return EXIT_USAGE
     setup_logging(options.verbosity)
+    memory.limit_arenas(2)  # before any thread: a mostly idle service on every GPU node
     klog.warn_ineffective(options.klog_ignored, LOG)
     # gRPC's C core logs (e.g. a GOAWAY per sidecar restart) only from -v 4 on; set before grpc loads.
     os.environ.setdefault("GRPC_VERBOSITY", "INFO" if options.verbosity >= 4 else "ERROR")
     from gpu_plugin.deviceplugin.api import ScannerError
-    from gpu_plugin.health import LevelZeroHealth, TempLimits
     from gpu_plugin.plugin import PluginConfig, build_manager
     from gpu_plugin.rm import RmSetupError
-    from gpu_plugin.xpumd import XpumdHealth
 
     stop = threading.Event()
 
@@ -289,15 +293,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         resource_manager=options.resource_manager)
     LOG.info("GPU device plugin started with %s preferred allocation policy (sysfs %s, devfs %s)",
              config.allocation_policy, config.sysfs_root, config.devfs_root)
-    health: LevelZeroHealth | XpumdHealth | None = None
+    health: LevelZeroHealth | XpumdHealth | None = None  # each health source loads only when asked for
     if options.xpumd_endpoint:  # upstream: xpumd wins over Level-Zero (they are exclusive anyway)
+        from gpu_plugin.xpumd import XpumdHealth
+
         LOG.info("xpumd health source requested: %s (unhealthy at severity %s and above)",
                  options.xpumd_endpoint, options.xpumd_severity_limit)
         health = XpumdHealth(options.xpumd_endpoint, severity_limit=options.xpumd_severity_limit).start()
     elif options.health_management:
+        from gpu_plugin.health import LevelZeroHealth, TempLimits
+
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
-        glob, gpu, memory = options.temp_limits
-        health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=memory))
+        glob, gpu, mem = options.temp_limits
+        health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=mem))
     registry, endpoint = metrics_http.open_endpoint(options.metrics_address, PROG)
     try:
         manager, _ = build_manager(config, health, registry=registry)

@@ -102,7 +102,8 @@ class XpumdService:
         self._errors = 0
         self._fresh_channel = False  #: set when the socket (re)appeared: dial again on a new channel
         self.streams_opened = 0  #: how many WatchDeviceHealth streams delivered data (for logs and tests)
-        self.not_ready: str | None = "has sent no health data yet"  #: why xpumd gives no data (None: streaming)
+        #: why xpumd gives no data (None: streaming)
+        self.not_ready: str | None = "has sent no health data yet"
 
     # -- upstream's GetDeviceHealth ---------------------------------------------------------------
 

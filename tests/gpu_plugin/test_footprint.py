@@ -82,3 +82,14 @@ def test_importing_the_cli_loads_no_metrics_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True).stdout
     assert json.loads(out) == []
+
+
+def test_without_a_udev_daemon_pyudev_is_not_loaded(tmp_path: Path) -> None:
+    """No udevd (no control socket, as in the plugin's pod): libudev's monitor would get nothing,
+    so pyudev is not even imported."""
+    code = ("import json, sys; from gpu_plugin.udev import DrmEvents; "
+            f"started = DrmEvents(lambda: None, udev_control={str(tmp_path / 'control')!r}).start(); "
+            "print(json.dumps([started, 'pyudev' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True).stdout
+    assert json.loads(out) == [False, False]
