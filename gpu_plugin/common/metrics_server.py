@@ -145,19 +145,21 @@ class BoundedWSGIServer(WSGIServer):
         self._slots.release()
 
     def _refuse(self, request: socket.socket) -> None:
+        with self._lock:  # counted before the close, so a client seeing the close sees the count
+            self.refused += 1
+            now = time.monotonic()
+            log = now - self._refusal_logged_at >= _REFUSAL_LOG_INTERVAL
+            if log:
+                count, self._refused_logged = self.refused - self._refused_logged, self.refused
+                self._refusal_logged_at = now
         try:
             request.setblocking(False)
             request.send(_REFUSAL)
         except OSError:
             pass
         self.shutdown_request(request)
-        with self._lock:
-            self.refused += 1
-            now = time.monotonic()
-            if now - self._refusal_logged_at < _REFUSAL_LOG_INTERVAL:
-                return
-            count, self._refused_logged = self.refused - self._refused_logged, self.refused
-            self._refusal_logged_at = now
+        if not log:
+            return
         LOG.warning("metrics endpoint: %d connection(s) refused: %d already open (the cap); "
                     "a client holding connections open or too many scrapers", count,
                     self.limits.max_connections)

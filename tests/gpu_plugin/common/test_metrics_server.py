@@ -116,7 +116,10 @@ def test_slow_metrics_connections_beyond_the_cap_are_closed_not_threads(
         slow.open(CAP - 1)
         _wait(lambda: _handler_threads() - before == CAP - 1, 5, "slow connections being served")
         assert scrape(endpoint.url).value("probe_total") == 3  # a legit scrape still answers
-        slow.open(1 + 20)  # the cap is full; 20 more
+        _wait(lambda: _handler_threads() - before == CAP - 1, 5, "the scrape's connection done")
+        slow.open(1)
+        _wait(lambda: _handler_threads() - before == CAP, 5, "the cap reached")
+        slow.open(20)  # the cap is full; 20 more
         for sock in slow.socks[CAP:]:  # closed by the server at once, with a short 503 where it fit
             sock.settimeout(5)
             reply = _read_all(sock)
