@@ -101,6 +101,7 @@ class XpumdService:
         self._connect_failures = 0
         self._errors = 0
         self._fresh_channel = False  #: set when the socket (re)appeared: dial again on a new channel
+        self._attempt_socket: tuple[int, int, int] | None = None  #: the socket as the last attempt saw it
         self.streams_opened = 0  #: how many WatchDeviceHealth streams delivered data (for logs and tests)
         #: why xpumd gives no data (None: streaming)
         self.not_ready: str | None = "has sent no health data yet"
@@ -172,8 +173,8 @@ class XpumdService:
 
     def _wait(self, delay: float) -> None:
         """Wait ``delay`` seconds, less if stopped or if xpumd's socket appeared or was re-created
-        meanwhile (xpumd came back): then the next attempt dials at once, on a fresh channel."""
-        before = self._socket_identity()
+        since the last attempt (xpumd came back): then the next one dials at once, on a fresh channel."""
+        before = self._attempt_socket
         deadline = time.monotonic() + delay
         while True:
             left = deadline - time.monotonic()
@@ -196,6 +197,7 @@ class XpumdService:
 
     def _round(self, stub: pb_grpc.DeviceInfoStub) -> None:
         # Fail-fast, like Go's NewStream: UNAVAILABLE at once while xpumd cannot be reached.
+        self._attempt_socket = self._socket_identity()
         call = stub.WatchDeviceHealth(pb.WatchDeviceHealthRequest())
         self._track(call)
         received = 0

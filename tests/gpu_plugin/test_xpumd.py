@@ -325,12 +325,15 @@ def test_xpumd_appearing_after_a_long_absence_is_used_at_once(caplog: pytest.Log
         fake.close()
 
 
-def test_uninitialised_xpumd_restarting_is_used_as_soon_as_it_streams(xpumd: FakeXpumd) -> None:
+def test_uninitialised_xpumd_restarting_is_used_as_soon_as_it_streams(
+        xpumd: FakeXpumd, caplog: pytest.LogCaptureFixture) -> None:
     """xpumd v2 on a Gen9.5 iGPU: it refuses (here FAILED_PRECONDITION), exits, is restarted."""
     xpumd.abort_code = grpc.StatusCode.FAILED_PRECONDITION
-    health = XpumdHealth(xpumd.socket_path, SLOW).start()
+    health = XpumdHealth(xpumd.socket_path, SLOW)
     try:
-        wait_until(lambda: xpumd.connections >= 1, what="a refused stream")
+        with caplog.at_level(logging.DEBUG, logger=LOGGER):
+            health.start()
+            wait_until(lambda: "still retrying" in caplog.text, what="a refused stream")
         assert health(card()) is Health.HEALTHY  # not ready: no information, the card stays usable
         xpumd.abort_code = None
         xpumd.publish({A: CRITICAL})
