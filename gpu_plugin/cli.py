@@ -16,11 +16,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from gpu_plugin import scan as gpuscan
-from gpu_plugin.common import klog, memory, metrics_http
+from gpu_plugin.common import klog, memory, metrics_http, signals
 from gpu_plugin.common.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
@@ -278,14 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gpu_plugin.rm import RmSetupError
 
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        LOG.info("Received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    # SIGHUP/SIGQUIT too, as upstream's labeler.Run: a clean stop removes the GAS labels file
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, on_signal)
+    # SIGHUP/SIGQUIT too, as upstream's labeler.Run: a clean stop removes the GAS labels file.
+    # Set from a thread, not in the handler: see common/signals.py (a SIGTERM could deadlock).
+    signals.stop_on_signals(stop, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT),
+                            lambda sig: LOG.info("Received %s, stopping", sig.name))
     config = PluginConfig(
         sysfs_root=options.sysfs_root, devfs_root=options.devfs_root, kubelet_dir=options.kubelet_dir,
         cdi_dir=options.cdi_dir, scan=options.scan, allocation_policy=options.allocation_policy,
