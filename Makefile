@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test demo bench lint stubs clean
+.PHONY: venv test demo bench lint stubs clean kube test-cluster demo-cluster
 
 venv: $(STAMP)
 
@@ -19,6 +19,20 @@ $(STAMP): setup.cfg pyproject.toml
 test: venv
 	./scripts/ensure-services.sh
 	$(PY) -m pytest -q
+
+# The real local Kubernetes (v1.34.1 + etcd + fake CRI), built from Go modules into
+# ~/.cache/stx-intel-gpu/kube (outside the clone; a second run takes seconds).
+kube:
+	./scripts/build-kube.sh
+
+# The whole flow and its tests on that cluster (nothing emulated but sysfs/devfs and the runtime).
+test-cluster: venv kube
+	./scripts/ensure-services.sh
+	STX_TEST_CLUSTER=1 $(PY) -m pytest -q tests/cluster
+
+demo-cluster: venv kube
+	./scripts/ensure-services.sh
+	$(PY) -m demo --cluster
 
 demo: venv
 	./scripts/ensure-services.sh

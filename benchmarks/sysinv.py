@@ -9,7 +9,8 @@ stored by the API server) and -> call returned, over the floor; 200 agents at on
 restoring 1,000 and 5,000 labels (one LIST, PATCHes concurrent) and a quiet audit (0 writes).
 The 5,000-node burst, conductor RSS and failover run the conductor as processes, over AMQP and
 again over ZeroMQ: benchmarks/sysinv_scale.py. The ZeroMQ latency figures (sysinv's zerorpc
-wire, same conductor, its own bare-call floor) come from benchmarks/sysinv_zmq.py.
+wire, same conductor, its own bare-call floor) come from benchmarks/sysinv_zmq.py; a hostile
+ZeroMQ peer's floods (latency of another peer's call, server RSS) from sysinv_zmq_flood.py.
 """
 from __future__ import annotations
 
@@ -285,7 +286,9 @@ def run() -> list[Result]:
         results += bench_audit(b)
         results += bench_watch_restore(b)
     from benchmarks import sysinv_scale
+    from benchmarks.sysinv_zmq_flood import bench_flood
 
+    results += bench_flood()  # a hostile ZeroMQ peer against the conductor's own ZeroMQ server
     results += sysinv_scale.run()
     return results
 

@@ -25,6 +25,16 @@ Intel GPUs on StarlingX: the whole flow on this machine
             (tests/fakes/kube_api.py) and kubelet (tests/fakes/kubelet.py); the DaemonSet
             controller: the demo matches the nodeSelector and starts the plugin itself"""
 
+CLUSTER_BANNER = """\
+Intel GPUs on StarlingX: the whole flow on a real local Kubernetes (make demo-cluster)
+  REAL      etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet v1.34.1 built
+            from Kubernetes' Go modules (RBAC, TLS, admission on), ansible-playbook + kubectl with
+            server-side validation, sysinv-gpu-conductor (its own ServiceAccount) and sysinv-gpu-agent,
+            RPC over RabbitMQ or sysinv's ZeroMQ, intel-gpu-plugin registered with the real kubelet
+  EMULATED  no GPU: sysfs/devfs trees (tests/fakes/sysfs.py); no container engine: kubelet runs
+            pods on Kubernetes' own fake CRI runtime, so the plugin pod the DaemonSet controller
+            created is run by the demo as a host process with that pod's args"""
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -34,11 +44,11 @@ class Outcome:
     detail: str
 
 
-def run_steps(flow: Flow, out=sys.stdout) -> list[Outcome]:  # type: ignore[no-untyped-def]
-    """Run STEPS in order, print one line each; stop at the first failure (its Outcome is last)."""
+def run_steps(flow: Flow, out=sys.stdout, steps=STEPS) -> list[Outcome]:  # type: ignore[no-untyped-def]
+    """Run the steps in order, print one line each; stop at the first failure (its Outcome is last)."""
     outcomes: list[Outcome] = []
-    for index, (name, title, step) in enumerate(STEPS, 1):
-        print(f"[{index}/{len(STEPS)}] {title} ...", end="", flush=True, file=out)
+    for index, (name, title, step) in enumerate(steps, 1):
+        print(f"[{index}/{len(steps)}] {title} ...", end="", flush=True, file=out)
         start = time.monotonic()
         try:
             detail, ok = step(flow), True
@@ -57,8 +67,8 @@ def run_steps(flow: Flow, out=sys.stdout) -> list[Outcome]:  # type: ignore[no-u
     return outcomes
 
 
-def summary(outcomes: list[Outcome], total: float) -> str:
-    titles = {name: title for name, title, _ in STEPS}
+def summary(outcomes: list[Outcome], total: float, steps=STEPS) -> str:  # type: ignore[no-untyped-def]
+    titles = {name: title for name, title, _ in steps}
     width = max(len(t) for t in titles.values())
     rule = "-" * (width + 35)
     lines = [f"{'step':<12} {'what':<{width}} {'result':<7} {'seconds':>8}", rule]
@@ -70,6 +80,8 @@ def summary(outcomes: list[Outcome], total: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--cluster", action="store_true",
+                        help="run on a real local Kubernetes (built by scripts/build-kube.sh on first use)")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, configs) afterwards")
     parser.add_argument("--transport", choices=("zmq", "amqp"),
                         help="sysinv RPC between agent and conductor: zmq (sysinv's ZeroMQ, no broker) "
@@ -84,15 +96,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--transport-url is for --transport amqp")
     install_signal_handlers()
     root = Path(tempfile.mkdtemp(prefix="intel-gpu-demo-"))
-    print(BANNER)
+    steps = STEPS
+    if args.cluster:
+        from demo.cluster_flow import CLUSTER_STEPS, ClusterFlow
+
+        steps = CLUSTER_STEPS
+        print(CLUSTER_BANNER)
+        flow: Flow = ClusterFlow(root, transport_url=args.transport_url, transport=args.transport)
+    else:
+        print(BANNER)
+        flow = Flow(root, transport_url=args.transport_url, transport=args.transport)
     print(f"  work dir  {root}{' (kept)' if args.keep else ' (removed at the end)'}\n")
-    flow = Flow(root, transport_url=args.transport_url, transport=args.transport)
     start = time.monotonic()
     outcomes: list[Outcome] = []
     code = 1
     try:
-        outcomes = run_steps(flow)
-        code = 0 if outcomes and all(o.ok for o in outcomes) and len(outcomes) == len(STEPS) else 1
+        outcomes = run_steps(flow, steps=steps)
+        code = 0 if outcomes and all(o.ok for o in outcomes) and len(outcomes) == len(steps) else 1
     except KeyboardInterrupt as err:
         print(f"\ninterrupted ({err or 'Ctrl-C'}): cleaning up", file=sys.stderr)
         code = 130
@@ -100,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         flow.close()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print("\n" + summary(outcomes, time.monotonic() - start))
+    print("\n" + summary(outcomes, time.monotonic() - start, steps=steps))
     if code == 0:
         print(f"\nOK: {flow.allocatable_line()}; RPC over {flow.transport_name()}; every process "
               f"stopped, work dir {'kept' if args.keep else 'removed'}.")

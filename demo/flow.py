@@ -158,10 +158,7 @@ class Flow:
         kubectl = shutil.which("kubectl", path=f"/usr/bin{os.pathsep}{os.environ.get('PATH', '')}")
         if kubectl is None:
             raise StepFailed("kubectl not found in /usr/bin or PATH (the playbook applies with it)")
-        extra = configs.bootstrap_vars(self.root / "localhost.yml.json",
-                                       platform_conf_dir=self.platform_conf_dir,
-                                       kubeconfig=self.kubeconfig, manifest_dir=self.manifest_dir,
-                                       python=sys.executable, kubectl=kubectl)
+        extra = self._bootstrap_extra(kubectl)
         argv = [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
                 str(REPO / "playbooks" / "bootstrap.yml"), "-e", f"@{extra}"]
         # supervised like the services, so Ctrl-C also ends ansible's worker processes
@@ -187,6 +184,17 @@ class Flow:
         recap = [ln for ln in log.read_text().splitlines() if "changed=" in ln]
         return (f"DaemonSet {ns}/{name} applied, {enabled.name} = {enabled.read_text().strip()}"
                 f" [{recap[-1].split(':', 1)[-1].strip() if recap else 'no recap'}]")
+
+    def _bootstrap_extra(self, kubectl: str) -> Path:
+        """The playbook's extra-vars file (the fake API server serves no OpenAPI: no validation)."""
+        return configs.bootstrap_vars(self.root / "localhost.yml.json",
+                                      platform_conf_dir=self.platform_conf_dir,
+                                      kubeconfig=self.kubeconfig, manifest_dir=self.manifest_dir,
+                                      python=sys.executable, kubectl=kubectl)
+
+    def services_kubeconfig(self) -> Path:
+        """The kubeconfig the conductor (and sysinv-gpu-status) use."""
+        return self.kubeconfig
 
     def _manifest_daemonset(self) -> tuple[str, str]:
         for path in sorted(self.manifest_dir.glob("*.yaml")):
@@ -226,7 +234,8 @@ class Flow:
         metrics = "" if msg.in_process else "127.0.0.1:0"
         cond = configs.conductor_conf(self.etc / "conductor.conf", msg, host=NODE,
                                       enabled_kube_plugins=self.platform_conf_dir / "enabled_kube_plugins",
-                                      kubeconfig=self.kubeconfig, database=self.root / "sysinv-gpu.sqlite",
+                                      kubeconfig=self.services_kubeconfig(),
+                                      database=self.root / "sysinv-gpu.sqlite",
                                       metrics_address=metrics)
         agent = configs.agent_conf(self.etc / "agent.conf", msg, sysfs_root=self.sysfs_root,
                                    metrics_address=metrics)

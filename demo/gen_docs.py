@@ -77,7 +77,10 @@ def oslo_section(namespace: str, program: str, path: str) -> list[str]:
     lines.append("")
     for group, opts in next(iter(found)).load()():
         name = getattr(group, "name", group) or "DEFAULT"
-        lines += [f"### [{name}]", "", "| option | type | default | meaning |", "|---|---|---|---|"]
+        lines += [f"### [{name}]", ""]
+        if getattr(group, "help", None):  # what the group is for, e.g. when it may be used at all
+            lines += [group.help, ""]
+        lines += ["| option | type | default | meaning |", "|---|---|---|---|"]
         for opt in opts:
             lines.append(f"| `{opt.name}` | {_cell(_opt_type(opt))} | {_cell(_default(opt))} | "
                          f"{_cell(opt.help)} |")

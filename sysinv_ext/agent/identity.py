@@ -9,7 +9,6 @@ it (agent/manager.py; tsconfig reads it back); ``platform_conf`` reads that line
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from oslo_log import log as logging
 
@@ -18,12 +17,13 @@ from sysinv_ext.agent import pci
 LOG = logging.getLogger(__name__)
 
 SOURCES = ("dmi", "platform_conf")
+MAX_PLATFORM_CONF = 65536  # bytes of platform.conf read
 
 
 def read_platform_conf_uuid(path: str | os.PathLike[str]) -> str | None:
     """The value of the line starting ``UUID=`` (not ``INSTALL_UUID=``), or None."""
-    try:
-        text = Path(path).read_text(errors="replace")
+    try:  # a regular file, bounded (platform.conf is a few hundred bytes)
+        text = pci.read_attribute(path, MAX_PLATFORM_CONF)
     except OSError as err:
         LOG.warning("Cannot read host UUID from %s: %s", path, err)
         return None

@@ -10,7 +10,9 @@ it accepts display controllers (class 0x0380) and the ``xe`` driver.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ INTEL_GPU_LABEL_VALUE = "enabled"
 MAX_HOST_UUID = 64  # what the conductor accepts; a DMI product_uuid is 36
 _UUID_CHARS = frozenset(string.ascii_letters + string.digits + "-")
 _SKIP_EXAMPLES = 3  # bad entries named in the per-scan summary line
+MAX_ATTRIBUTE = 4096  # bytes read of one sysfs attribute (a page: what the kernel serves at most)
 
 
 class ScanError(Exception):
@@ -46,8 +49,29 @@ class PciGpu:
     is_vf: bool
 
 
+def read_attribute(path: str | os.PathLike[str], limit: int = MAX_ATTRIBUTE) -> str:
+    """A small sysfs attribute: one bounded read of a regular file.
+
+    Opened non-blocking and refused (OSError EINVAL) unless a regular file, as sysfs attributes
+    are: a FIFO in place of ``vendor`` blocked the agent for good (no report, not even the
+    removal of another GPU, and a slow SIGTERM), and a 200 MB sparse ``vendor`` read whole cost
+    1 GB of RSS per scan (issue 21 item 11). The same rule as the plugin's reader
+    (``gpu_plugin.cards._read``), written again here: the agent and the plugin are separate
+    programs, packaged apart, and the agent imports nothing of ``gpu_plugin``.
+
+    :raises OSError: absent, not a regular file, unreadable
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        return os.read(fd, limit).decode("ascii", "replace")
+    finally:
+        os.close(fd)
+
+
 def _read_hex(path: Path) -> int:
-    return int(path.read_text().strip(), 16)
+    return int(read_attribute(path).strip(), 16)
 
 
 def read_pci_gpu(device_dir: Path) -> PciGpu | None:
@@ -125,17 +149,17 @@ def valid_host_uuid(text: str) -> str | None:
 def read_host_uuid(sysfs_root: str | os.PathLike[str]) -> str | None:
     """``<sysfs_root>/class/dmi/id/product_uuid`` (root-only on most hosts), or None.
 
-    Reads at most a few hundred bytes; anything that is not a UUID is refused unquoted."""
+    Reads at most a few hundred bytes of a regular file; anything that is not a UUID is refused
+    unquoted."""
     path = Path(sysfs_root) / "class" / "dmi" / "id" / "product_uuid"
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(4 * MAX_HOST_UUID + 1)
+        raw = read_attribute(path, 4 * MAX_HOST_UUID + 1)
     except OSError as err:
         LOG.warning("Cannot read host UUID from %s: %s", path, err.strerror or err)
         return None
     if not raw.strip():
         return None
-    value = valid_host_uuid(raw.decode("ascii", errors="replace"))
+    value = valid_host_uuid(raw)
     if value is None:
         LOG.warning("Host UUID file %s holds no UUID (%s%d bytes, not letters, digits and dashes "
                     "of at most %d); ignored", path, "at least " if len(raw) > 4 * MAX_HOST_UUID

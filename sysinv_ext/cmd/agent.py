@@ -19,7 +19,7 @@ from sysinv_ext.agent.manager import AgentManager
 from sysinv_ext.agent.metrics import NO_AGENT_METRICS, agent_metrics
 from sysinv_ext.agent.udev import UdevWatcher
 from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
-from sysinv_ext.common import rpc
+from sysinv_ext.common import fdlimit, rpc
 from sysinv_ext.conductor.rpcapi import ConductorAPI
 from sysinv_ext.conf import agent as agent_conf
 
@@ -92,18 +92,42 @@ def conductor_api(conf: cfg.ConfigOpts) -> tuple[Any, Any]:
         endpoint = rpcapizmq.conductor_endpoint(conf.rpc_zeromq_conductor_bind_ip,
                                                 conf.rpc_zeromq_conductor_bind_port)
         return None, rpcapizmq.ZmqConductorAPI(endpoint, timeout=agent.rpc_timeout,
-                                               payload_format=agent.payload_format)
+                                               payload_format=agent.payload_format,
+                                               curve=curve_client_keys(conf))
     transport = rpc.get_transport(conf)
     return transport, ConductorAPI(transport, agent.conductor_topic, timeout=agent.rpc_timeout,
                                    retry=agent.rpc_retry, payload_format=agent.payload_format)
 
 
+def curve_client_keys(conf: cfg.ConfigOpts) -> Any:
+    """``[zeromq]`` CURVE keys of the agent (ClientKeys), or None when CURVE is off.
+
+    :raises: ValueError (zmq_curve.CurveKeyError): a usage error at start.
+    """
+    group = conf.zeromq
+    if not group.curve_secret_key_file:
+        return None
+    from sysinv_ext.common import zmq_curve
+
+    if not group.curve_server_key_file:
+        raise zmq_curve.CurveKeyError("[zeromq]curve_secret_key_file needs "
+                                      "[zeromq]curve_server_key_file (the conductor's public key)")
+    return zmq_curve.load_client_keys(group.curve_secret_key_file, group.curve_server_key_file)
+
+
+def check(conf: cfg.ConfigOpts) -> None:
+    """Start-time checks that make a usage error (exit 2, one line)."""
+    if conf.rpc_backend_zeromq:
+        curve_client_keys(conf)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     conf = cfg.CONF
     try:
-        parse_args(conf, argv, prog=PROG, project=PROJECT, register=register)
+        parse_args(conf, argv, prog=PROG, project=PROJECT, register=register, check=check)
     except UsageError as err:
         return usage_exit(err)
+    fdlimit.raise_nofile_limit()  # many peers: see sysinv_ext.common.fdlimit
     stop = stop_on_signals()
     return AgentService(conf, stop).run()
 

@@ -24,7 +24,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.cmd import UsageError, parse_args, start_metrics, stop_on_signals, usage_exit
-from sysinv_ext.common import exception, memory
+from sysinv_ext.common import exception, fdlimit, memory
 from sysinv_ext.conf import register_conductor_opts, zeromq
 from sysinv_ext.conf.conductor import database_url
 
@@ -42,6 +42,29 @@ ZMQ_METHODS = ("device_plugin_labels_update_by_ihost",)
 def register(conf: cfg.ConfigOpts) -> None:
     register_conductor_opts(conf)
     zeromq.register_opts(conf)  # checked at start with the rest: a bad port is a usage error
+
+
+def curve_server_keys(conf: cfg.ConfigOpts) -> Any:
+    """``[zeromq]`` CURVE keys of the conductor (ServerKeys), or None when CURVE is off.
+
+    :raises: ValueError (zmq_curve.CurveKeyError) for a missing option, file or a secret key
+        file others may read: a usage error at start.
+    """
+    group = conf.zeromq
+    if not group.curve_secret_key_file:
+        return None
+    from sysinv_ext.common import zmq_curve
+
+    if not group.curve_allowed_clients_dir:
+        raise zmq_curve.CurveKeyError("[zeromq]curve_secret_key_file needs "
+                                      "[zeromq]curve_allowed_clients_dir (the agents' public keys)")
+    return zmq_curve.load_server_keys(group.curve_secret_key_file, group.curve_allowed_clients_dir)
+
+
+def check(conf: cfg.ConfigOpts) -> None:
+    """Start-time checks that make a usage error (exit 2, one line)."""
+    if conf.rpc_backend_zeromq:
+        curve_server_keys(conf)
 
 
 def upgrade_database(conf: cfg.ConfigOpts, stop: threading.Event) -> bool:
@@ -240,14 +263,20 @@ def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event,
     def start_zmq() -> None:
         import zmq
 
-        from sysinv_ext.common import exception, zmq_rpc
+        from sysinv_ext.common import exception, zmq_curve, zmq_rpc
 
+        try:
+            curve = curve_server_keys(conf)
+        except zmq_curve.CurveKeyError as err:
+            LOG.error("ZeroMQ RPC server not started: %s", err)
+            fatal.set()
+            return
         delay = 1.0
         while not stop.is_set():
             server = zmq_rpc.ZmqRpcServer(
                 manager, ZMQ_METHODS, conf.rpc_zeromq_conductor_bind_ip,
                 conf.rpc_zeromq_conductor_bind_port, name="sysinv-gpu-conductor",
-                expected=(exception.SysinvExtException,))
+                expected=(exception.SysinvExtException,), curve=curve)
             try:
                 server.start()
             except zmq.ZMQError as err:
@@ -260,9 +289,13 @@ def start_rpc_servers(conf: cfg.ConfigOpts, manager: Any, stop: threading.Event,
                 server.stop()
                 return
             servers.stop, servers.endpoint = server.stop, server.endpoint
-            servers.started.set()
             LOG.info("Conductor %s serving ZeroMQ RPC at %s (sysinv's zerorpc wire, no broker)",
                      conf.conductor.host, server.endpoint)
+            if zeromq.is_loopback(conf.rpc_zeromq_conductor_bind_ip):
+                LOG.info("ZeroMQ RPC listens on loopback only: agents on other hosts cannot "
+                         "reach it. To serve them, set [DEFAULT]rpc_zeromq_conductor_bind_ip to "
+                         "this controller's management address (and see [zeromq] CURVE keys)")
+            servers.started.set()
             return
 
     starter = threading.Thread(target=start_zmq if servers.transport == "zmq" else start_amqp,
@@ -308,9 +341,10 @@ def _bounded(what: str, func: Callable[[], object], timeout: float) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     conf = cfg.CONF
     try:
-        parse_args(conf, argv, prog=PROG, project=PROJECT, register=register)
+        parse_args(conf, argv, prog=PROG, project=PROJECT, register=register, check=check)
     except UsageError as err:
         return usage_exit(err)
+    fdlimit.raise_nofile_limit()  # many peers: see sysinv_ext.common.fdlimit
     stop = stop_on_signals()
     memory.limit_arenas()  # before the worker threads exist (see sysinv_ext.common.memory)
     try:

@@ -3,6 +3,9 @@
 One place decides what every agent and conductor shares: the ``sysinv`` control exchange,
 the exception modules a caller may rebuild from a remote error, the dict-context serializer,
 and the legacy sysinv wire shims (:mod:`sysinv_ext.common.compat`). Knows no RPC methods.
+The server's dispatcher treats what any caller can provoke (an unknown method or version,
+arguments that do not fit the method) as an expected rejection: one bounded, rate-limited log
+line instead of oslo.messaging's traceback, and a reply without the server's traceback.
 """
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ from oslo_log import log as logging
 from oslo_messaging import opts as messaging_opts
 from oslo_messaging._metrics import client as _metrics_client
 from oslo_messaging._tracing import client as _tracing_client
+from oslo_messaging.rpc import dispatcher as rpc_dispatcher
+from oslo_messaging.rpc import server as rpc_server
 
-from sysinv_ext.common import compat, constants, context, exception
+from sysinv_ext.common import bounded, compat, constants, context, exception
 from sysinv_ext.conf import zeromq
 
 LOG = logging.getLogger(__name__)
@@ -76,6 +81,52 @@ def get_client(transport: messaging.Transport, target: messaging.Target, *,
                                     serializer=context.DictContextSerializer())
 
 
+def _raised_by_the_call(err: TypeError) -> bool:
+    """True when arguments did not fit the endpoint method: the innermost frame is oslo's
+    dispatcher's call, or its expected_exceptions wrapper (rpc/server.py), not the method."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename in (rpc_dispatcher.__file__,
+                                                                 rpc_server.__file__)
+
+
+class RejectingDispatcher(rpc_dispatcher.RPCDispatcher):  # type: ignore[misc]
+    """RPCDispatcher whose expected failures carry no traceback, and whose caller-provoked
+    rejections (NoSuchMethod, UnsupportedVersion, a TypeError binding the arguments) are logged
+    here in one line, a few per minute per kind, and answered as expected exceptions."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._log = bounded.CauseLimiter()
+
+    def dispatch(self, incoming: Any) -> Any:
+        try:
+            return super().dispatch(incoming)
+        except rpc_dispatcher.ExpectedException as err:
+            err.exc_info = (err.exc_info[0], err.exc_info[1], None)
+            raise
+        except (rpc_dispatcher.NoSuchMethod, rpc_dispatcher.UnsupportedVersion) as err:
+            self._rejected(incoming, err)
+            expected = rpc_dispatcher.ExpectedException()
+        except TypeError as err:
+            if not _raised_by_the_call(err):
+                raise
+            self._rejected(incoming, err)
+            expected = rpc_dispatcher.ExpectedException()
+        expected.exc_info = (expected.exc_info[0], expected.exc_info[1], None)
+        raise expected
+
+    def _rejected(self, incoming: Any, err: Exception) -> None:
+        kind = type(err).__name__
+        allowed, held = self._log.allow(kind)
+        if allowed:
+            message = getattr(incoming, "message", None)
+            method = message.get("method") if isinstance(message, dict) else None
+            LOG.info("RPC call %s rejected: %s: %s%s", bounded.short(method), kind,
+                     bounded.short(str(err), 400), bounded.held_note(held))
+
+
 def get_server(conf: cfg.ConfigOpts, target: messaging.Target, endpoints: Sequence[Any],
                transport: messaging.Transport | None = None) -> messaging.rpc.RPCServer:
     """Threading RPC server (no eventlet) for ``endpoints`` on ``target``; call ``start()``.
@@ -84,11 +135,9 @@ def get_server(conf: cfg.ConfigOpts, target: messaging.Target, endpoints: Sequen
     """
     if transport is None:
         transport = get_transport(conf)
-    server = messaging.get_rpc_server(
-        transport, target, list(endpoints),
-        serializer=context.DictContextSerializer(),
-        access_policy=messaging.DefaultRPCAccessPolicy)
-    return server
+    dispatcher = RejectingDispatcher(list(endpoints), context.DictContextSerializer(),
+                                     messaging.DefaultRPCAccessPolicy)
+    return rpc_server.RPCServer(transport, target, dispatcher)
 
 
 def stop_server(server: messaging.rpc.RPCServer, *, cleanup_transport: bool = True) -> None:

@@ -2,11 +2,14 @@
 
 StarlingX runs a patched zerorpc (starlingx/integ ``python/zerorpc-python``): every event is one
 msgpack array of 4 items ``[header, name, args, kwargs]`` (stock zerorpc sends 3 and drops the
-kwargs, so sysinv never answers it), packed with ``use_bin_type=True`` and sysinv's encoder as
-msgpack ``default`` (sysinv/zmq_rpc/serializer.py). A request context travels as the map
+kwargs: sysinv never answers it, and neither do we), packed with ``use_bin_type=True`` and
+sysinv's encoder as msgpack ``default`` (sysinv/zmq_rpc/serializer.py). A request context travels as the map
 ``{b'context': True, b'context_type': b'base_request', b'data': ctx.to_dict()}``.
 Replies: ``OK [result]`` or ``ERR [exc name, message, traceback]``, header ``response_to`` = the
-request's ``message_id``. Pure functions only: no sockets, nothing about agents or conductors.
+request's ``message_id``; we send the traceback as nil (zerorpc's RemoteError then reads
+"name: message"), never the server's own. A decoded event nested deeper than
+:data:`~sysinv_ext.common.bounded.MAX_DEPTH` is refused here, before anything walks it
+recursively. Pure functions only: no sockets, nothing about agents or conductors.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any
 
 import msgpack
 
+from sysinv_ext.common import bounded
 from sysinv_ext.common.context import RequestContext
 
 PROTOCOL_VERSION = 3  # zerorpc header 'v'
@@ -30,10 +34,19 @@ OUR_CONTEXT_TYPE = b"base_request"
 PERFECT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 #: zerorpc channel events (heartbeat, flow control) that a one-shot request/reply may ignore
 CHANNEL_EVENTS = ("_zpc_hb", "_zpc_more")
+#: characters of an error message sent back in an ERR reply
+ERROR_MESSAGE_LIMIT = 400
 
 
 class WireError(ValueError):
-    """A frame that is not a zerorpc event in sysinv's format."""
+    """A frame that is not a zerorpc event in sysinv's format.
+
+    ``header`` is the event's header when it could be read (the server may then answer ERR).
+    """
+
+    def __init__(self, message: str, header: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.header = header
 
 
 @dataclass
@@ -106,18 +119,26 @@ def pack(event: Event) -> bytes:
 
 
 def unpack(blob: bytes) -> Event:
-    """One event; a stock-zerorpc 3-item event is read as one without kwargs."""
+    """One event of exactly 4 items, as StarlingX's patched zerorpc reads it.
+
+    A stock-zerorpc 3-item event (no kwargs) is a :class:`WireError`: sysinv refuses it
+    ("invalid msg format") and never runs it, and so do we. Messages are bounded.
+    """
     try:
         items = msgpack.unpackb(blob, raw=False, object_hook=decode, strict_map_key=False)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError) as err:
-        raise WireError(f"not a msgpack event: {err}") from err
-    if not isinstance(items, list) or len(items) not in (3, 4):
-        raise WireError(f"invalid msg format {str(items)[:120]!r}: want [header, name, args, kwargs]")
-    header, name, args = items[0], items[1], items[2]
-    kwargs = items[3] if len(items) == 4 else {}
+        raise WireError(f"not a msgpack event: {bounded.short(str(err))}") from err
+    if not isinstance(items, list) or len(items) != 4:
+        size = f"{len(items)} items" if isinstance(items, list) else type(items).__name__
+        raise WireError(f"invalid msg format ({size}): want [header, name, args, kwargs]")
+    header, name, args, kwargs = items
     if not isinstance(header, dict):
         header = {}  # zerorpc: backward compatibility
+    if bounded.too_deep(items, bounded.MAX_DEPTH + 1):
+        shallow = {k: v for k, v in header.items() if k in ("message_id", "v")
+                   and isinstance(v, (bytes, str, int))}
+        raise WireError(f"request nested deeper than {bounded.MAX_DEPTH} levels", shallow)
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
     if not isinstance(name, str):
@@ -131,6 +152,7 @@ def unpack(blob: bytes) -> Event:
     return Event(header, name, args, kwargs)
 
 
-def error_args(err: BaseException, traceback_text: str) -> list[Any]:
-    """``ERR`` args as zerorpc's server builds them (protocol v2+): name, message, traceback."""
-    return [type(err).__name__, str(err), traceback_text]
+def error_args(err: BaseException) -> list[Any]:
+    """``ERR`` args (zerorpc protocol v2+: name, message, traceback): the exception's name and a
+    bounded message; no traceback (nil), so no file path or code of the server reaches callers."""
+    return [type(err).__name__, bounded.short(str(err), ERROR_MESSAGE_LIMIT), None]

@@ -13,6 +13,7 @@ Knows nothing of the agent; reaches Kubernetes only through ``kube`` and the DB 
 """
 from __future__ import annotations
 
+import re
 import reprlib
 import threading
 import time
@@ -26,9 +27,10 @@ import oslo_messaging as messaging
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from sysinv_ext.common import exception
+from sysinv_ext.common import bounded, exception
 from sysinv_ext.common.memory import release_memory
 from sysinv_ext.conductor import audit as audit_mod
+from sysinv_ext.conductor.apply import HostApplier
 from sysinv_ext.conductor.kube import KubeClient, Node, index_by_system_uuid
 from sysinv_ext.conductor.kube.cache import NodeCache
 from sysinv_ext.conductor.metrics import NO_CONDUCTOR_METRICS, ConductorGauges, ConductorMetrics, outcome_of
@@ -40,8 +42,14 @@ from sysinv_ext.db import api as db_api
 LOG = logging.getLogger(__name__)
 
 MAX_REPORTED = 64
+# host_uuid is a UUID (DMI product_uuid) or a name set in agent.conf: a UUID-like charset. Control
+# characters never reach the database: PostgreSQL refuses a NUL, and before this check one such
+# report failed the other hosts' reports written in the same transaction (issue 21 item 10).
+HOST_UUID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+MAX_PAYLOAD_DEPTH = 4  # a 2019 payload is a list of maps of strings: 2 levels
 AUDIT_PATCH_WORKERS = 16  # concurrent PATCHes while an audit restores labels
 EVENT_WORKERS = 8  # threads applying labels on watch events (pending hosts, labels removed by hand)
+REPORT_TIMEOUT = 5.0  # s: a report waits at most this long for the API (issue 21 item 15)
 _EXPECTED = (exception.InvalidPayload, exception.HostNotFound, exception.NodeNotFound,
              exception.KubeAPIError, exception.DatabaseError)
 
@@ -57,7 +65,7 @@ class PluginReport:
 
 def _invalid(host_uuid: object, reason: str, limit: int = 300) -> exception.InvalidPayload:
     """The error logged and sent back to the caller: bounded, whatever the payload's size."""
-    host = repr(host_uuid[:81] if isinstance(host_uuid, str) else host_uuid)
+    host = repr(host_uuid[:81]) if isinstance(host_uuid, str) else bounded.short(host_uuid, 80)
     host = host if len(host) <= 80 else host[:80] + "..."
     if len(reason) > limit:
         reason = f"{reason[:limit]}... ({len(reason)} chars)"
@@ -79,9 +87,13 @@ def normalize_payload(host_uuid: object, device_plugins: object = None,
     2023: ``device_plugins=["intelgpu"]`` (label keys). 2019: ``device_plugin_labels=
     [{"label_key": "intelgpu", "label_value": "enabled"}]``. An empty list is valid (no GPU).
     """
-    if not isinstance(host_uuid, str) or not host_uuid.strip() or len(host_uuid.strip()) > 64 \
-            or any(ch.isspace() for ch in host_uuid.strip()):
-        raise _invalid(host_uuid, "host_uuid must be a non-empty string without spaces (<= 64 chars)")
+    for name, value in (("host_uuid", host_uuid), ("device_plugins", device_plugins),
+                        ("device_plugin_labels", device_plugin_labels)):
+        if bounded.too_deep(value, MAX_PAYLOAD_DEPTH):  # before anything walks it recursively
+            raise _invalid(host_uuid, f"{name} is nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+    if not isinstance(host_uuid, str) or not HOST_UUID_RE.fullmatch(host_uuid.strip()):
+        raise _invalid(host_uuid, "host_uuid must be 1 to 64 letters, digits, '-', '_' or '.' "
+                       "(a UUID), starting with a letter or digit")
     if device_plugins is not None and device_plugin_labels is not None:
         raise _invalid(host_uuid, "both device_plugins and device_plugin_labels given; send one")
     keys: list[str] = []
@@ -137,11 +149,16 @@ class ConductorManager:
             ttl, limit = float(conf.conductor.pending_host_ttl), conf.conductor.pending_host_limit
         self.state = DesiredState(self.engine, pending_ttl=ttl, pending_limit=limit)
         self.cache = NodeCache(self.kube, on_change=self._node_changed)
-        self._locks = HostLocks()
+        self._locks = HostLocks()        # orders the records of one host (quick: no API call)
+        self._apply_locks = HostLocks()  # orders the PATCHes of one host (may wait on the API)
+        self.report_timeout = REPORT_TIMEOUT
+        self._applier = HostApplier(self._apply_report, retriable=(exception.KubeAPIError,))
+        self._apply_log = LogLimiter()
         self._events = ThreadPoolExecutor(max_workers=EVENT_WORKERS, thread_name_prefix="node-event")
         self._active = threading.Event()
         self._active.set()
         self._pending_log = LogLimiter()
+        self._reject_log = bounded.CauseLimiter()  # one caller must not flood the log
         metrics.observe(ConductorGauges(node_cache=self.cache.__len__, pending_hosts=self.state.pending,
                                         watch_restarts=lambda: max(0, self.cache.watches - 1),
                                         leader=self._active.is_set))
@@ -156,6 +173,7 @@ class ConductorManager:
     def close(self) -> None:
         self._active.clear()
         self.cache.stop(timeout=1.0)
+        self._applier.close()
         self._events.shutdown(wait=False, cancel_futures=True)
 
     def activate(self) -> None:
@@ -187,7 +205,8 @@ class ConductorManager:
         :raises: InvalidPayload, KubeAPIError, DatabaseError
         """
         request_id = context.get("request_id") if isinstance(context, Mapping) else None
-        return self.report(host_uuid, device_plugins, device_plugin_labels, request_id=request_id)
+        return self.report(host_uuid, device_plugins, device_plugin_labels,
+                           request_id=None if request_id is None else bounded.short(request_id, 64))
 
     # -- callable directly (tests, benchmarks) ----------------------------------------------
     def report(self, host_uuid: Any, device_plugins: Any = None, device_plugin_labels: Any = None,
@@ -199,15 +218,22 @@ class ConductorManager:
             result = self.reconcile(report)
         except exception.SysinvExtException as err:
             self.metrics.reported(outcome_of(err))
-            LOG.warning("Device plugin report %s rejected: %s", request_id or "-", err)
+            allowed, held = self._reject_log.allow(type(err).__name__)
+            if allowed:
+                LOG.warning("Device plugin report %s rejected: %s%s", request_id or "-", err,
+                            bounded.held_note(held))
             raise
-        self.metrics.reported("applied" if result["node"] else "pending")
-        if result["node"]:
+        applied = bool(result["node"]) and result.pop("applied", True)
+        self.metrics.reported("applied" if applied else "pending")
+        if applied:
             self.metrics.labelled(time.monotonic() - started)
         return result
 
     def reconcile(self, report: PluginReport) -> dict[str, Any]:
-        """Record and apply one report (ordered with other work for the same host)."""
+        """Record one report (ordered with other reports of the same host), then have it
+        applied and wait for that at most ``report_timeout`` seconds: past it the answer says
+        the labels are recorded (``"applied": False``, dropped by ``report``) and they land
+        when the API answers (``apply.HostApplier``: per host in order, retried)."""
         enabled = self.plugins.current()
         ignored = sorted(report.keys - enabled.keys())
         if ignored:
@@ -215,28 +241,48 @@ class ConductorManager:
                      ignored, self.plugins.path)
         desired = desired_labels(enabled, report.keys)
         host = report.host_uuid
+        started = time.monotonic()
         self.start()
-        synced = self.cache.wait_synced(self.kube.request_timeout)
+        synced = self.cache.wait_synced(min(self.kube.request_timeout, self.report_timeout))
         labels = {k: v for k, v in desired.items() if v is not None}
         with self._locks.hold(host):
             node = self.cache.get(host) if synced else None
             outcome = self.state.record(host, desired, seen=node is not None) if desired else "-"
-            if not synced:
-                raise exception.KubeAPIError(
-                    action=f"look up the node of host {host}",
-                    reason="the node cache has no LIST yet (API unreachable); the report is "
-                    "recorded and applied once the API answers")
-            if node is None:
-                self._log_pending(host, outcome)
-                return {"node": None, "labels": labels, "removed": []}
-            patch = {k: v for k, v in desired.items() if node.labels.get(k) != v}
-            if patch:
-                try:
-                    node = self._patch(node, patch, "report")
-                except exception.NodeNotFound:  # deleted meanwhile: pending again
-                    return {"node": None, "labels": labels, "removed": []}
-            return {"node": node.name, "labels": labels,
-                    "removed": sorted(k for k, v in patch.items() if v is None)}
+        if not synced:
+            raise exception.KubeAPIError(
+                action=f"look up the node of host {host}",
+                reason="the node cache has no LIST yet (API unreachable); the report is "
+                "recorded and applied once the API answers")
+        if node is None:
+            self._log_pending(host, outcome)
+            return {"node": None, "labels": labels, "removed": []}
+        deadline = started + self.report_timeout
+        unapplied = {"node": node.name, "labels": labels, "removed": [], "applied": False}
+        if self._applier.busy(host):  # an earlier run of this host waits on the API: after it
+            ticket = self._applier.request(host)
+            if not ticket.wait(max(0.0, deadline - time.monotonic())):
+                self._log_unapplied(host)
+                return unapplied
+            error, result = ticket.error, ticket.result
+        else:  # the usual case: PATCHed here, within the bound
+            try:
+                result, error = self._bring_in_line(host, "report", require_active=False,
+                                                    deadline=deadline), None
+            except (exception.KubeAPIError, TimeoutError) as err:
+                if isinstance(err, exception.KubeAPIError) and time.monotonic() < deadline:
+                    raise  # the API answered with an error: as before, the audit retries
+                self._applier.request(host)  # no answer within the bound: retried from now on
+                self._log_unapplied(host)
+                return unapplied
+            except exception.NodeNotFound as err:
+                error = err
+        if isinstance(error, exception.NodeNotFound):  # deleted meanwhile: pending again
+            return {"node": None, "labels": labels, "removed": []}
+        if error is not None:
+            raise error
+        patched, patch = result
+        return {"node": patched.name if patched is not None else node.name, "labels": labels,
+                "removed": sorted(k for k, v in patch.items() if v is None)}
 
     def audit(self) -> audit_mod.AuditResult:
         """One LIST of nodes; only the changes needed, PATCHed concurrently (bounded)."""
@@ -312,20 +358,44 @@ class ConductorManager:
             LOG.warning("Labels of host %s not applied from the node watch, the audit retries: %s",
                         host, err)
 
+    def _apply_report(self, host: str) -> tuple[Node | None, dict[str, str | None]]:
+        """The applier's run for a report: (the node after, the labels PATCHed). Nothing once
+        this conductor stepped down: the new active applies the records (its audit)."""
+        return self._bring_in_line(host, "report", require_active=True)
+
     def _converge(self, host: str, why: str) -> bool:
         """Bring the node of ``host`` in line with its record; True if it was PATCHed."""
-        with self._locks.hold(host):
+        return bool(self._bring_in_line(host, why, require_active=True)[1])
+
+    def _bring_in_line(self, host: str, why: str, *, require_active: bool,
+                       deadline: float | None = None) -> tuple[Node | None, dict[str, str | None]]:
+        """PATCH the node of ``host`` to its latest record, under the host's apply lock (the
+        record lock is taken only to mark the host seen: a report of the host is recorded
+        while an earlier PATCH still waits on the API, and applied right after it). With
+        ``deadline``, returns or raises (TimeoutError: the lock stayed busy; KubeAPIError) by
+        then."""
+        lock_timeout = None if deadline is None else deadline - time.monotonic()
+        with self._apply_locks.hold(host, timeout=lock_timeout):
             entry, node = self.state.get(host), self.cache.get(host)
-            if entry is None or node is None or not self._active.is_set():
-                return False
-            self.state.mark_seen(host)
+            if entry is None or node is None or (require_active and not self._active.is_set()):
+                return node, {}
+            if not entry.seen:
+                with self._locks.hold(host):
+                    self.state.mark_seen(host)
             patch = audit_mod.host_patch(entry, node, self.plugins.current())
             if not patch:
-                return False
-            self._patch(node, patch, why)
+                return node, {}
+            node = self._patch(node, patch, why, deadline=deadline)
             if not entry.seen:  # a pending host's labels landed: from its recorded report on
                 self.metrics.labelled(time.time() - entry.reported_at)
-            return True
+            return node, patch
+
+    def _log_unapplied(self, host: str) -> None:
+        allowed, skipped = self._apply_log.allow()
+        if allowed:
+            LOG.warning("Labels of host %s recorded; the Kubernetes API did not answer within "
+                        "%.0f s: applied when it does%s", host, self.report_timeout,
+                        f" ({skipped} more such reports not logged)" if skipped else "")
 
     def _converge_all(self, hosts: list[str]) -> tuple[int, int]:
         """``_converge`` for many hosts, a bounded number at a time: (patched, failed)."""
@@ -343,8 +413,10 @@ class ConductorManager:
                     LOG.warning("Label audit: host %s not updated, will retry: %s", host, err)
         return patched, failed
 
-    def _patch(self, node: Node, labels: Mapping[str, str | None], why: str) -> Node:
-        patched = self.kube.patch_node_labels(node.name, labels)
+    def _patch(self, node: Node, labels: Mapping[str, str | None], why: str, *,
+               deadline: float | None = None) -> Node:
+        patched = (self.kube.patch_node_labels(node.name, labels) if deadline is None
+                   else self.kube.patch_node_labels(node.name, labels, deadline=deadline))
         self.cache.update(patched)
         LOG.info("Node %s (host %s, %s): labels set %s, removed %s", node.name, node.system_uuid,
                  why, {k: v for k, v in labels.items() if v is not None},

@@ -31,17 +31,18 @@ class ZmqConductorAPI:
     """The agent's conductor client over ZeroMQ (one call at a time).
 
     API version history: as :class:`sysinv_ext.conductor.rpcapi.ConductorAPI` (ZeroMQ carries
-    no version: sysinv's ZeroMQ client sends none).
+    no version: sysinv's ZeroMQ client sends none). ``curve``: our conductor's CURVE keys
+    (``zmq_curve.ClientKeys``), never for sysinv's own conductor.
     """
 
     def __init__(self, endpoint: str, *, timeout: float = RPC_TIMEOUT,
-                 payload_format: PayloadFormat = "2023") -> None:
+                 payload_format: PayloadFormat = "2023", curve: Any = None) -> None:
         if payload_format not in ("2023", "2019"):
             raise ValueError(f"payload_format must be '2023' or '2019', not {payload_format!r}")
         self.endpoint = endpoint
         self.topic = endpoint  # what the agent's log lines name
         self.payload_format = payload_format
-        self.client = zmq_rpc.ZmqRpcClient(endpoint, timeout=timeout)
+        self.client = zmq_rpc.ZmqRpcClient(endpoint, timeout=timeout, curve=curve)
 
     def device_plugin_labels_update_by_ihost(self, context: Any, host_uuid: HostUUID,
                                              labels: Mapping[str, str]) -> Any:

@@ -49,13 +49,18 @@ class HostLocks:
         self._slots: dict[str, _Slot] = {}
 
     @contextmanager
-    def hold(self, host: str) -> Iterator[None]:
+    def hold(self, host: str, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock of ``host``; with ``timeout``, TimeoutError if not had by then."""
         with self._mutex:
             slot = self._slots.setdefault(host, _Slot())
             slot.users += 1
         try:
-            with slot.lock:
+            if not slot.lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+                raise TimeoutError(f"lock of host {host} busy")
+            try:
                 yield
+            finally:
+                slot.lock.release()
         finally:
             with self._mutex:
                 slot.users -= 1

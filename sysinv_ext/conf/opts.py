@@ -55,6 +55,7 @@ def list_conductor_opts() -> OptList:
     result: OptList = [("DEFAULT", _default_opts())]
     result.extend(conductor.list_opts())
     result.extend(kubernetes.list_opts())
+    result.append((zeromq.curve_group, zeromq.curve_opts))
     return result
 
 
@@ -64,4 +65,5 @@ def list_agent_opts() -> OptList:
 
     result: OptList = [("DEFAULT", _default_opts())]
     result.extend(agent.list_opts())
+    result.append((zeromq.curve_group, zeromq.curve_opts))
     return result

@@ -51,9 +51,11 @@ def describe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def get_engine(url: str, *, create_dir: bool = True) -> Engine:
+def get_engine(url: str, *, create_dir: bool = True,
+               connect_args: Mapping[str, Any] | None = None) -> Engine:
     """An Engine for ``url``. For a SQLite file, its directory is created (0750) when missing
-    and the database runs in WAL mode so the audit can read while an RPC writes."""
+    and the database runs in WAL mode so the audit can read while an RPC writes.
+    ``connect_args`` go to the driver's connect (over the defaults)."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True}
     if parsed.get_backend_name() == "sqlite":
@@ -65,6 +67,8 @@ def get_engine(url: str, *, create_dir: bool = True) -> Engine:
         kwargs["connect_args"] = {"timeout": 30}
     else:  # no pool_pre_ping: host_record retries on a dead connection instead (_write_retrying)
         kwargs.update(pool_size=POOL_SIZE, max_overflow=POOL_SIZE, pool_recycle=3600)
+    if connect_args:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), **connect_args}
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -298,7 +302,8 @@ def _write_retrying(action: str, write: Callable[[], None]) -> None:
     The engine does not ping before each checkout (that is one more round trip per report):
     a dead connection shows as ``connection_invalidated``, SQLAlchemy then discards the
     pool's older connections, and the retry runs on a fresh one. Any other error, or a
-    second failure, is a DatabaseError."""
+    second failure, is a DatabaseError; so is a value the driver refuses to send (psycopg2
+    raises a bare ValueError for a NUL in a string, not a DBAPI error)."""
     for attempt in (1, 2):
         try:
             write()
@@ -309,6 +314,9 @@ def _write_retrying(action: str, write: Callable[[], None]) -> None:
             raise _database_error(action, err) from err
         except SQLAlchemyError as err:
             raise _database_error(action, err) from err
+        except ValueError as err:  # the driver refused a value (psycopg2: a NUL in a string)
+            raise exception.DatabaseError(action=action,
+                                          reason=str(err).splitlines()[0][:200]) from err
 
 
 @functools.cache

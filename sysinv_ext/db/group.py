@@ -8,8 +8,10 @@ none) while concurrent callers are written together: the first caller writes at 
 timer, so a lone report waits for nothing), and so do the next ones up to ``max_writers``
 transactions in flight; callers arriving while all are busy queue up, and whenever a
 transaction ends the first queued caller writes itself and everything queued behind it as one
-``host_record_many`` transaction. If a shared transaction fails, each of its writes is retried
-alone, so one bad write fails only its own caller. Callers must not queue two writes for one
+``host_record_many`` transaction. If a shared transaction fails, whatever the error (psycopg2
+refuses a NUL with a bare ValueError, not a DatabaseError: issue 21 item 10), each of its
+writes is retried alone, so one bad write fails only its own caller (a bug failing every
+write still reaches every caller, each from its own retry). Callers must not queue two writes for one
 host at once (the conductor's per-host lock guarantees this).
 """
 from __future__ import annotations
@@ -18,7 +20,6 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from sysinv_ext.common import exception
 from sysinv_ext.db import api as db_api
 
 MAX_BATCH = 500  # writes per shared transaction
@@ -94,14 +95,10 @@ class GroupCommit:
             db_api.host_record_many(self.engine, [w.write for w in batch])
             self._count(1, len(batch))
             return
-        except exception.DatabaseError as err:
+        except Exception as err:  # DatabaseError, or anything else a driver raises for one row
             if len(batch) == 1:
                 batch[0].error = err
                 return
-        except Exception as err:  # a bug must reach every caller, not leave them waiting
-            for waiter in batch:
-                waiter.error = err
-            return
         for waiter in batch:  # the shared transaction failed: find whose write it was
             try:
                 db_api.host_record_many(self.engine, [waiter.write])

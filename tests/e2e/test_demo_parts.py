@@ -46,7 +46,7 @@ def test_expected_resources_follow_upstream_rules() -> None:
     assert expected_resources((Gpu("0000:09:00.0", 9, 137, "radeon", vendor="0x1002"),)) == {}
 
 
-def test_runner_stops_at_the_failed_step_and_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runner_stops_at_the_failed_step_and_names_it() -> None:
     calls: list[str] = []
 
     def ok(name: str):  # type: ignore[no-untyped-def]
@@ -56,13 +56,12 @@ def test_runner_stops_at_the_failed_step_and_names_it(monkeypatch: pytest.Monkey
         raise RuntimeError("broker on fire")
 
     steps = (("one", "first", ok("one")), ("two", "second", boom), ("three", "third", ok("three")))
-    monkeypatch.setattr(demo_main, "STEPS", steps)
     out = io.StringIO()
-    outcomes = demo_main.run_steps(object(), out)  # type: ignore[arg-type]
+    outcomes = demo_main.run_steps(object(), out, steps=steps)  # type: ignore[arg-type]
     assert [(o.step, o.ok) for o in outcomes] == [("one", True), ("two", False)]
     assert calls == ["one"]
     assert "RuntimeError: broker on fire" in out.getvalue()
-    assert "FAILED" in demo_main.summary(outcomes, 1.0)
+    assert "FAILED" in demo_main.summary(outcomes, 1.0, steps=steps)
 
 
 def test_supervisor_stops_the_whole_process_group(tmp_path: Path) -> None:

@@ -135,3 +135,67 @@ def test_host_uuid(sysfs: FakeSysfs) -> None:
     assert pci.read_host_uuid(sysfs.sysfs_root) == "4C4C4544-0042-3510-8052-B4C04F4E4B32"
     sysfs.set_product_uuid("")
     assert pci.read_host_uuid(sysfs.sysfs_root) is None
+
+
+# -- attributes that are not small regular files (issue 21 item 11) ----------------------------
+def _scan_in_thread(root: str, timeout: float = 20.0) -> list[pci.PciGpu]:
+    """scan_gpus on a thread: a scan that blocks fails the test instead of hanging it."""
+    import threading
+
+    result: list[list[pci.PciGpu]] = []
+    worker = threading.Thread(target=lambda: result.append(pci.scan_gpus(root)), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), "the scan blocked"
+    return result[0]
+
+
+def test_fifo_as_vendor_blocks_no_scan_other_gpus_and_removals_reported(
+        sysfs: FakeSysfs, caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    sysfs.add_gpu("0000:03:00.0")
+    sysfs.add_gpu("0000:04:00.0", card=1, render=129)
+    vendor = sysfs.pci_dir("0000:03:00.0") / "vendor"
+    vendor.unlink()
+    os.mkfifo(vendor)  # nobody ever writes: open() for reading would block for good
+    caplog.set_level(logging.WARNING)
+    assert [g.address for g in _scan_in_thread(sysfs.sysfs_root)] == ["0000:04:00.0"]
+    assert "0000:03:00.0 (not a regular file)" in caplog.text
+    sysfs.remove_gpu("0000:04:00.0")
+    assert _scan_in_thread(sysfs.sysfs_root) == []  # the removal is seen (reported empty)
+
+
+def test_fifo_as_product_uuid_does_not_block(sysfs: FakeSysfs) -> None:
+    import os
+    import threading
+
+    path = Path(sysfs.sysfs_root) / "class" / "dmi" / "id" / "product_uuid"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    result: list[str | None] = []
+    worker = threading.Thread(target=lambda: result.append(pci.read_host_uuid(sysfs.sysfs_root)),
+                              daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive() and result == [None]
+
+
+def test_200_mb_sparse_vendor_is_read_bounded(sysfs: FakeSysfs) -> None:
+    """A 200 MB sparse ``vendor`` cost the agent 1 GB of RSS per scan: read whole, then
+    decoded and stripped. Now one read of at most a page (peak Python allocations measured)."""
+    import tracemalloc
+
+    sysfs.add_gpu("0000:03:00.0")
+    sysfs.add_gpu("0000:04:00.0", card=1, render=129)
+    vendor = sysfs.pci_dir("0000:03:00.0") / "vendor"
+    with open(vendor, "r+b") as handle:
+        handle.truncate(200 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        gpus = pci.scan_gpus(sysfs.sysfs_root)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [g.address for g in gpus] == ["0000:04:00.0"]
+    assert peak < 2 * 1024 * 1024, f"peak {peak} bytes"

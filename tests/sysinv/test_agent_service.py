@@ -213,3 +213,38 @@ def test_process_without_broker_stops_on_sigterm(tmp_path: Path) -> None:
     finally:
         code = agent.stop(15)
     assert code == 0, agent.log()
+
+
+@pytest.mark.rabbitmq
+def test_fifo_as_a_devices_vendor_stops_no_report_removal_nor_sigterm(
+        tmp_path: Path, conductor: tuple[Recorder, str, str]) -> None:
+    """Issue 21 item 11: a FIFO as one device's ``vendor`` gave 0 reports in 30 s, a removed GPU
+    was never reported and SIGTERM took 5 s. Now: the other GPU is reported, its removal too,
+    and SIGTERM ends the agent within the grace it gives itself."""
+    import os
+    import time
+
+    recorder, exchange, topic = conductor
+    sysfs = FakeSysfs(tmp_path / "root")
+    sysfs.add_gpu("0000:03:00.0")
+    sysfs.add_gpu("0000:04:00.0", card=1, render=129)
+    vendor = sysfs.pci_dir("0000:03:00.0") / "vendor"
+    vendor.unlink()
+    os.mkfifo(vendor)
+    config = _write_config(tmp_path / "agent.conf", url=rabbit.URL, exchange=exchange, topic=topic,
+                           sysfs_root=sysfs.sysfs_root, host_uuid="DDDD-4")
+    agent = rabbit.ServiceProcess("sysinv-gpu-agent", ["--config-file", str(config)],
+                                  tmp_path / "agent.log").start()
+    try:
+        assert rabbit.wait_for(lambda: recorder.calls, 20), agent.log()
+        assert recorder.calls[0] == {"host_uuid": "DDDD-4", "device_plugins": ["intelgpu"]}
+        sysfs.remove_gpu("0000:04:00.0")
+        assert rabbit.wait_for(lambda: len(recorder.calls) >= 2, 20), agent.log()
+        assert recorder.calls[1] == {"host_uuid": "DDDD-4", "device_plugins": []}
+        assert "not a regular file" in agent.log()
+    finally:
+        started = time.monotonic()
+        code = agent.stop(15)
+        took = time.monotonic() - started
+    assert code == 0, agent.log()
+    assert took < 5, f"SIGTERM took {took:.1f} s"

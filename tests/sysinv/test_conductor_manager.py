@@ -82,6 +82,21 @@ def test_normalize_rejects_garbage(host: Any, kwargs: dict[str, Any], fragment: 
     assert fragment in str(err.value)
 
 
+@pytest.mark.parametrize("host", ["host-\x00", "\x00", "ab\x01cd", "ab\x7fcd", "ab\u200bcd",
+                                  "a/b", "a'b", "h" * 65, "-leading-dash"])
+def test_control_characters_in_host_uuid_are_refused_before_the_database(host: str) -> None:
+    """Issue 21 item 10: a NUL in host_uuid reached PostgreSQL and failed the reports of other
+    hosts written in the same transaction; host_uuid is now a UUID-like charset."""
+    with pytest.raises(exception.InvalidPayload) as err:
+        normalize_payload(host, device_plugins=["intelgpu"])
+    assert "host_uuid must be" in str(err.value)
+
+
+@pytest.mark.parametrize("host", ["3E1C2E6F-2F63-4B7C-9D8E-0A1B2C3D4E5F", "controller-0", "h", "a_b.c"])
+def test_uuid_like_host_uuids_are_accepted(host: str) -> None:
+    assert normalize_payload(host, device_plugins=[]).host_uuid == host.lower()
+
+
 def test_desired_labels_only_covers_enabled_keys() -> None:
     enabled = {"intelgpu": "enabled", "intelqat": "enabled"}
     assert desired_labels(enabled, frozenset({"intelgpu", "foreign"})) == {
@@ -104,7 +119,7 @@ def mocked_manager(conductor_conf: cfg.ConfigOpts,
     kube.list_nodes_at.return_value = ([_node({"foreign": "x"})], "1")
     closed = threading.Event()
     kube.watch_nodes.side_effect = lambda version, timeout: iter(()) if closed.wait(timeout) else iter(())
-    kube.patch_node_labels.side_effect = lambda name, labels: _node(
+    kube.patch_node_labels.side_effect = lambda name, labels, **_deadline: _node(
         {"foreign": "x", **{k: v for k, v in labels.items() if v is not None}})
     mgr = ConductorManager(kube=kube, engine=db_api.get_engine(database_url(conductor_conf)),
                            plugins=PluginsFile(conductor_conf.conductor.enabled_kube_plugins))
@@ -118,7 +133,8 @@ def mocked_manager(conductor_conf: cfg.ConfigOpts,
 def test_patch_body_holds_only_enabled_keys(mocked_manager: ConductorManager) -> None:
     mocked_manager.report(HOST_A, device_plugins=["intelgpu", "foreign", "intelqat"])
     kube = mocked_manager.kube
-    kube.patch_node_labels.assert_called_once_with("worker-0", {"intelgpu": "enabled"})  # type: ignore[attr-defined]
+    kube.patch_node_labels.assert_called_once()  # type: ignore[attr-defined]
+    assert kube.patch_node_labels.call_args.args == ("worker-0", {"intelgpu": "enabled"})  # type: ignore[attr-defined]
     kube.list_nodes_at.assert_called_once_with()  # type: ignore[attr-defined]  # the cache's LIST
     kube.list_nodes.assert_not_called()  # type: ignore[attr-defined]
     kube.get_node.assert_not_called()  # type: ignore[attr-defined]

@@ -134,3 +134,58 @@ def test_standby_does_not_bind_until_it_holds_the_lease(tmp_path: Path) -> None:
         finally:
             if proc.running():
                 proc.stop()
+
+
+IDLE_PEERS = 400
+LOW_FD_LIMIT = 256
+
+
+def test_idle_peers_beyond_the_inherited_fd_limit_do_not_shut_out_an_agent(tmp_path: Path) -> None:
+    """3,000 idle ZeroMQ peers left a conductor with 1,024 descriptors unable to answer an agent.
+    Started with a soft limit of 256, the conductor raises it to the hard limit and serves 400
+    idle connected peers and the agent."""
+    import resource
+    import uuid
+
+    import msgpack
+    import zmq
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4 * IDLE_PEERS:
+        pytest.skip(f"hard open-file limit {hard} is too low for this test")
+    with FakeKubeAPI() as api:
+        api.add_node("worker-0", HOST_A)
+        port = rabbit.free_port()
+        config = _config(tmp_path, api.write_kubeconfig(tmp_path / "kubeconfig"), port, election=False)
+        proc = rabbit.ServiceProcess("sysinv-gpu-conductor", ["--config-file", str(config)],
+                                     tmp_path / "conductor.log")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (LOW_FD_LIMIT, hard))  # inherited by the child
+        try:
+            proc.start()
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        ctx: zmq.Context[object] = zmq.Context()
+        ctx.setsockopt(zmq.LINGER, 0)
+        ctx.set(zmq.MAX_SOCKETS, IDLE_PEERS + 50)
+        peers = []
+        client = SysinvZmqClient("127.0.0.1", port, timeout=10)
+        try:
+            assert rabbit.wait_for(lambda: "serving ZeroMQ RPC" in proc.log(), 60), proc.log()
+            for _ in range(IDLE_PEERS):  # each connects and is answered once, then stays idle
+                peer = ctx.socket(zmq.DEALER)
+                peer.connect(f"tcp://127.0.0.1:{port}")
+                header = {"message_id": uuid.uuid4().hex.encode(), "v": 3}
+                peer.send_multipart([b"", msgpack.packb([header, "_zerorpc_ping", [], {}])])
+                peers.append(peer)
+            for peer in peers:
+                assert peer.poll(10_000), "an idle peer was never served"
+                peer.recv_multipart()
+            client.invoke(METHOD, {"is_admin": True}, host_uuid=HOST_A, device_plugins=["intelgpu"])
+            assert api.node_labels("worker-0")["intelgpu"] == "enabled"
+            assert f"Open-file limit raised from {LOW_FD_LIMIT}" in proc.log()
+        finally:
+            client.close()
+            for peer in peers:
+                peer.close()
+            ctx.term()
+            proc.stop()

@@ -67,7 +67,7 @@ def test_bounds_are_enforced(conf: cfg.ConfigOpts, tmp_path: Path, group: str, l
 def test_conductor_namespace_lists_every_group() -> None:
     listed = {(getattr(g, "name", g) or "DEFAULT"): [o.name for o in o_list]
               for g, o_list in opts.list_conductor_opts()}
-    assert set(listed) == {"DEFAULT", "conductor", "database", "kubernetes"}
+    assert set(listed) == {"DEFAULT", "conductor", "database", "kubernetes", "zeromq"}
     assert {"transport_url", "control_exchange", "metrics_address"} <= set(listed["DEFAULT"])
     assert {"topic", "host", "enabled_kube_plugins", "audit_interval"} <= set(listed["conductor"])
     assert "connection" in listed["database"]

@@ -120,3 +120,20 @@ def test_a_lone_report_is_written_at_once(engine: api.Engine) -> None:
         writer.record(_write(None))
     writer.record(_write(8))  # the failure left the writer usable
     assert writer.writes == 2
+
+
+def test_nul_in_one_host_uuid_fails_no_other_hosts_report_on_postgresql(postgres_url: str) -> None:
+    """Issue 21 item 10: psycopg2 refuses a NUL in a string with a ValueError (not a DBAPI
+    error); the shared transaction failed and so did every report written with it."""
+    eng = api.get_engine(postgres_url)
+    try:
+        migration.upgrade(eng)
+        writer = GroupCommit(eng, max_writers=1)
+        _hold_commits_until_queued(eng, writer, 5)
+        bad = api.HostWrite("host-\x00", {"intelgpu": "enabled"}, seen=True)
+        outcome = _run(writer, [_write(0), _write(1), bad, _write(2), _write(3), _write(4)], eng)
+        assert isinstance(outcome.pop("host-\x00"), exception.DatabaseError)
+        assert outcome == {f"host-{i}": True for i in range(5)}
+        assert sorted(api.host_state_get_all(eng)) == [f"host-{i}" for i in range(5)]
+    finally:
+        eng.dispose()

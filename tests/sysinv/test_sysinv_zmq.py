@@ -111,12 +111,18 @@ def test_zerorpc_introspection(zmq_conductor: SysinvZmqClient) -> None:
     assert zmq_conductor.invoke("_zerorpc_ping")[0] == "pong"
 
 
-def test_stock_zerorpc_request_without_kwargs_is_answered_with_an_error(
-        zmq_conductor: SysinvZmqClient) -> None:
-    """Stock zerorpc drops kwargs (3 items): we answer at once (sysinv would not answer at all)."""
-    with pytest.raises(ZerorpcRemoteError) as info:
-        zmq_conductor.send_stock(METHOD, {"is_admin": True}, timeout=5)
-    assert info.value.name == "TypeError" and "host_uuid" in info.value.msg
+def test_stock_zerorpc_event_is_never_executed(zmq_conductor: SysinvZmqClient, fake_kube: FakeKubeAPI,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Stock zerorpc sends 3 items (no kwargs). As sysinv's patched zerorpc, we refuse it: it
+    used to run (the label was set), and the stock client, unable to read our 4-item reply,
+    retried, changing the label again each time. Now: not run, not answered, one log line."""
+    for _ in range(3):  # the stock client's retries
+        with pytest.raises(ZerorpcTimeoutExpired):
+            zmq_conductor.send_stock(METHOD, {"is_admin": True}, HOST_A, ["intelgpu"], timeout=1)
+    assert zmq_conductor.invoke("_zerorpc_ping")[0] == "pong"  # served after them, in order
+    assert "intelgpu" not in fake_kube.node_labels(NODE)
+    refused = [r for r in caplog.records if "invalid msg format" in r.getMessage()]
+    assert 1 <= len(refused) <= 3 and all(len(r.getMessage()) < 300 for r in refused)
 
 
 # -- our agent -> a sysinv-style conductor ------------------------------------------------------

@@ -43,9 +43,26 @@ def test_sysinv_context_decodes_to_plain_dict(ctx: object) -> None:
     assert event.kwargs == {"a": 1} and event.message_id == b"x"
 
 
-def test_stock_three_item_event_reads_without_kwargs() -> None:
-    event = wire.unpack(sysinv_zmq.pack_stock({"message_id": b"y", "v": 3}, "m", [1]))
-    assert (event.name, event.args, event.kwargs) == ("m", [1], {})
+@pytest.mark.parametrize("items", [3, 5])
+def test_event_not_of_four_items_is_a_wire_error_as_in_sysinv(items: int) -> None:
+    """StarlingX's patched zerorpc reads exactly [header, name, args, kwargs]; a stock event (3)
+    used to be read as one without kwargs, and run."""
+    blob = msgpack.packb([{"message_id": b"y", "v": 3}, "m", [1], {}, None][:items])
+    if items == 3:
+        assert blob == sysinv_zmq.pack_stock({"message_id": b"y", "v": 3}, "m", [1])
+    with pytest.raises(wire.WireError, match=f"invalid msg format \\({items} items\\)"):
+        wire.unpack(blob)
+
+
+def test_error_reply_has_name_and_bounded_message_but_no_traceback() -> None:
+    req = wire.request("m", [], {})
+    try:
+        raise KeyError("k" * 100_000)
+    except KeyError as err:
+        blob = wire.pack(wire.reply(req, "ERR", wire.error_args(err)))
+    _, name, args, _ = sysinv_zmq.unpack(blob)
+    assert name == "ERR" and args[0] == "KeyError" and args[2] is None
+    assert len(args[1]) < 500 and len(blob) < 1000
 
 
 @pytest.mark.parametrize("blob", [b"", b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"a": 1}),

@@ -34,6 +34,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from sysinv_ext.common import exception
+from sysinv_ext.common import kubeconfig as kubeconfig_check
 
 LOG = logging.getLogger(__name__)
 
@@ -210,14 +211,23 @@ class KubeClient:
             return Node.from_dict(_json(self.request("GET", NODE_PATH, path_params={"name": name})))
         return self._with_retry("read", name, call)
 
-    def patch_node_labels(self, name: str, labels: Mapping[str, str | None]) -> Node:
-        """Set (value) or remove (None) ``labels`` on node ``name``; returns the patched node."""
+    def patch_node_labels(self, name: str, labels: Mapping[str, str | None], *,
+                          deadline: float | None = None) -> Node:
+        """Set (value) or remove (None) ``labels`` on node ``name``; returns the patched node.
+
+        With ``deadline`` (``time.monotonic()``), no try starts after it and each waits at
+        most until it (connect and read), so the call returns by then, answered or not."""
         body = label_patch(labels)
 
         def call() -> Node:
+            timeout: Any = None
+            if deadline is not None:
+                left = max(0.05, min(self.request_timeout, deadline - time.monotonic()))
+                timeout = (left, left)
             return Node.from_dict(_json(self.request("PATCH", NODE_PATH, path_params={"name": name},
-                                                     body=body, content_type=MERGE_PATCH)))
-        return self._with_retry(f"patch labels {sorted(labels)}", name, call)
+                                                     body=body, content_type=MERGE_PATCH,
+                                                     timeout=timeout)))
+        return self._with_retry(f"patch labels {sorted(labels)}", name, call, deadline=deadline)
 
     def request(self, method: str, path: str, *, path_params: Mapping[str, str] | None = None,
                 query: Sequence[tuple[str, Any]] = (), body: Any = None,
@@ -263,6 +273,7 @@ class KubeClient:
             if self._api_client is None:
                 configuration = k8s_client.Configuration()
                 try:
+                    kubeconfig_check.check_file(self.kubeconfig)  # no aliases, bounded depth
                     k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                         config_file=self.kubeconfig, context=self.context,
                         client_configuration=configuration, persist_config=False)
@@ -280,7 +291,8 @@ class KubeClient:
         """``call`` with this client's bounded retry and error wrapping (no node context)."""
         return self._with_retry(action, None, call)
 
-    def _with_retry(self, action: str, node: str | None, call: Callable[[], T]) -> T:
+    def _with_retry(self, action: str, node: str | None, call: Callable[[], T], *,
+                    deadline: float | None = None) -> T:
         delay = self.retry_backoff
         for attempt in range(1, self.retry_attempts + 1):
             try:
@@ -296,6 +308,9 @@ class KubeClient:
             except ValueError as err:  # undecodable body
                 retriable, reason, error = False, f"bad response: {err}", err
             where = f"{action} on node {node}" if node else action
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise exception.KubeAPIError(action=where, reason=f"{reason} (after {attempt} "
+                                             "tries, out of time)") from error
             if not retriable or attempt == self.retry_attempts:
                 raise exception.KubeAPIError(action=where,
                                              reason=f"{reason} (after {attempt} tries)") from error

@@ -1,6 +1,7 @@
 """Alembic environment for the conductor's label database (online mode only).
 
-Uses the Engine handed over by ``sysinv_ext.db.migration`` (config.attributes["engine"]), or
+Uses the Connection (config.attributes["connection"], which holds the migration lock) or the
+Engine handed over by ``sysinv_ext.db.migration`` (config.attributes["engine"]), or
 builds one from ``sqlalchemy.url`` when alembic's CLI is pointed at this directory.
 """
 from __future__ import annotations
@@ -15,6 +16,14 @@ target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
+    given = config.attributes.get("connection")  # migration.upgrade's, holding the lock
+    if given is not None:
+        context.configure(connection=given, target_metadata=target_metadata,
+                          render_as_batch=given.dialect.name == "sqlite")
+        with context.begin_transaction():
+            context.run_migrations()
+        given.commit()
+        return
     engine = config.attributes.get("engine")
     if engine is None:
         engine = create_engine(config.get_main_option("sqlalchemy.url") or "")

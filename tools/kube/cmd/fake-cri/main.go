@@ -115,6 +115,8 @@ func main() {
 			{Type: kubeapi.NetworkReady, Status: true},
 		},
 	}
+	// kubelet refuses an image whose size is 0 ("Id or size of image ... is not set")
+	fake.ImageService.SetFakeImageSize(16 << 20)
 	runtime := &recordingRuntime{RemoteRuntime: fake, out: out}
 	server := grpc.NewServer()
 	kubeapi.RegisterRuntimeServiceServer(server, runtime)
