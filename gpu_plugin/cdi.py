@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -132,6 +131,8 @@ class CdiSpecWriter:
                 self._known[qualified_name] = (info, text, current[1])
                 return True
             try:
+                import tempfile  # on the first write, not in an idle plugin (~0.7 MB with random, shutil)
+
                 os.makedirs(self.cdi_dir, mode=0o755, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.cdi_dir)
                 try:
