@@ -383,6 +383,14 @@ class LocalCluster:
         self._start_kubelet()
         self.wait_node_ready()
 
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port and etcd (its watch cache
+        starts empty: a watch from before the restart may get 410 Gone)."""
+        program = self.programs.pop("kube-apiserver", None)
+        if program is not None:
+            program.stop()
+        self._start_apiserver()
+
     def stop_kubelet(self) -> None:
         program = self.programs.pop("kubelet", None)
         if program is not None:

@@ -46,6 +46,6 @@ def test_resource_manager_identity_lists_pods_and_nothing_else(cluster: LocalClu
             call()
         assert err.value.status == 403, f"{what}: {err.value.status} {err.value.reason}"
     # kubelet's /pods through nodes/proxy is allowed by the role (tried first by the plugin)
-    review = cluster.kubectl("auth", "can-i", "get", "nodes/proxy", "--as",
+    review = cluster.kubectl("auth", "can-i", "get", "nodes", "--subresource=proxy", "--as",
                              "system:serviceaccount:kube-system:intel-device-plugin", check=False)
     assert review.stdout.strip() == "yes"
