@@ -50,7 +50,7 @@ def status_body(code: int, message: str, reason: str, details: Obj | None = None
     """A Kubernetes ``Status`` object as the real API server returns for failures."""
     body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                  "message": message, "reason": reason, "code": code}
-    if details:
+    if details is not None:
         body["details"] = details
     return body
 
