@@ -92,7 +92,7 @@ class RecordingPlugin(pb_grpc.DevicePluginServicer):
             self.calls.append(call)
             self._cond.notify_all()
 
-    def wait_calls(self, predicate: Callable[[list[str]], bool], timeout: float = 15) -> list[str]:
+    def wait_calls(self, predicate: Callable[[list[str]], bool], timeout: float = 30) -> list[str]:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self.calls):
@@ -162,7 +162,10 @@ def check_restart_ends_the_stream_and_a_new_registration_is_served(k: KubeletTar
     plugin.wait_calls(lambda c: "ListAndWatch" in c)
     k.restart()
     plugin.wait_calls(_ended)
-    assert not plugin.socket_path.exists(), "kubelet removes the plugin sockets in its dir on start"
+    deadline = time.monotonic() + 60  # the real one: the node may look Ready before the new
+    while plugin.socket_path.exists():  # kubelet's device manager has started
+        assert time.monotonic() < deadline, "kubelet removes the plugin sockets in its dir on start"
+        time.sleep(0.1)
     plugin.stop()
     again = k.plugin()
     code, details, _ = k.register(again.endpoint, plugin.resource)

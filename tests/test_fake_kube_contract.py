@@ -25,7 +25,15 @@ def fake_target(api: FakeKubeAPI, tmp_path: Path) -> Target:
     """A Target on the fake; a too-old version is made by compacting its history."""
     def too_old() -> str:
         return str(api.compact() - 1)
-    return Target("fake", str(api.write_kubeconfig(tmp_path / "fake.kubeconfig")), too_old)
+
+    def store_raw(obj: dict[str, Any]) -> Callable[[], None]:
+        api.put_object(obj)
+        meta = obj["metadata"]
+        group, _, version = obj["apiVersion"].rpartition("/")
+        plural = obj["kind"].lower() + "s"
+        return lambda: api.store.delete_object((group, version, plural, meta.get("namespace", ""),
+                                                meta["name"])) and None
+    return Target("fake", str(api.write_kubeconfig(tmp_path / "fake.kubeconfig")), too_old, store_raw)
 
 
 @pytest.fixture

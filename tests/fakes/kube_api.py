@@ -342,7 +342,7 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 for event in api.store.events.follow(start, lambda k: _same_collection(k, key),
                                                      deadline, bookmarks):
                     if event is None:
-                        self._chunk(gone_line(since))
+                        self._chunk(gone_line(since, api.store.events.oldest))
                     elif isinstance(event, Bookmark):
                         self._chunk(bookmark_line(event, api_version, kind))
                     else:

@@ -40,16 +40,20 @@ class ApiError(Exception):
                405: "MethodNotAllowed", 409: "AlreadyExists", 415: "UnsupportedMediaType", 422: "Invalid",
                429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
 
-    def __init__(self, code: int, message: str, reason: str = "", details: Obj | None = None) -> None:
+    def __init__(self, code: int, message: str, reason: str | None = None,
+                 details: Obj | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.details = code, message, details
-        self.reason = reason or self.REASONS.get(code, "Unknown")
+        # reason None: the usual one for the code; "" : none at all (some real 500s have none)
+        self.reason = self.REASONS.get(code, "Unknown") if reason is None else reason
 
 
 def status_body(code: int, message: str, reason: str, details: Obj | None = None) -> Obj:
     """A Kubernetes ``Status`` object as the real API server returns for failures."""
     body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                  "message": message, "reason": reason, "code": code}
+    if not reason:
+        del body["reason"]
     if details is not None:
         body["details"] = details
     return body

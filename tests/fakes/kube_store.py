@@ -33,7 +33,7 @@ from tests.fakes.kube_semantics import (
     merge_patch,
     route,
 )
-from tests.fakes.kube_validation import check
+from tests.fakes.kube_validation import check, patch_error, storage_error
 from tests.fakes.kube_watch import EventLog
 
 #: kinds whose status is written only through /status (and spec only through the main resource)
@@ -147,6 +147,11 @@ class KubeStore:
         group, version, plural, ns, name = key
         kind, namespaced, _ = RESOURCES[(group, version, plural)]
         with self._lock:
+            sent_ns = (body.get("metadata") or {}).get("namespace") if isinstance(body, dict) and \
+                isinstance(body.get("metadata"), dict) else None
+            if method == "POST" and ns and sent_ns and sent_ns != ns:  # checked before the namespace exists
+                raise ApiError(400, "the namespace of the provided object does not match the namespace "
+                               "sent on the request")
             if namespaced and ns and method in ("POST", "PUT", "PATCH") and \
                     ("", "v1", "namespaces", "", ns) not in self._objects:
                 raise ApiError(404, f'namespaces "{ns}" not found', details=details(ns, "", "namespaces"))
@@ -164,6 +169,10 @@ class KubeStore:
             if current is None:
                 raise ApiError(404, f'{resource_name(group, plural)} "{name}" not found',
                                details=details(name, group, plural))
+            if method in ("GET", "PUT", "PATCH"):
+                corrupt = storage_error(key, current)
+                if corrupt is not None:
+                    raise corrupt
             if method == "GET":
                 return 200, current
             if method == "DELETE":
@@ -175,6 +184,9 @@ class KubeStore:
                 new = _checked(body, current, key)
             elif method == "PATCH":
                 new = _patched(current, ctype, body, key)
+                undecodable = patch_error(key, new)
+                if undecodable is not None:
+                    raise undecodable
             else:
                 raise ApiError(405, f"{method} not allowed")
             if key[:3] in STATUS_SUBRESOURCE:

@@ -5,13 +5,19 @@ checks on both): a body that cannot be decoded into the Go type (a Lease ``spec`
 object, a ``leaseDurationSeconds`` that is not an int32, a label value that is not a string) is
 400 BadRequest "<Kind> in version ... cannot be handled as a <Kind>: json: cannot unmarshal ...";
 a decoded object that fails validation (a label key or value Kubernetes does not allow, a Lease
-duration of 0 or less, negative transitions) is 422 Invalid with ``details.causes``. Lease times
-(MicroTime) come back as the server spells them: UTC with six fraction digits.
+duration of 0 or less, negative transitions) is 422 Invalid with ``details.causes``. A PATCH
+whose result cannot be decoded is 422 Invalid on the field ``patch`` (:func:`patch_error`); an
+object stored behind the server's back that cannot be decoded is 500 on every read
+(:func:`storage_error`: a Lease whose spec is not an object never reaches a client). Lease times
+(MicroTime) must have exactly six fraction digits ("2026-12-06T22:00:00Z" is 400) and come
+back in UTC.
 EMULATED: only the fields named here are checked (labels of every kind; the Lease spec); the
 real server checks every field of every kind against its Go types and validation.
 """
 from __future__ import annotations
 
+import copy
+import json
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -21,7 +27,8 @@ from tests.fakes.kube_semantics import RESOURCES, ApiError, Key, Obj
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-_MICRO_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+_MICRO_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{6})(Z|[+-]\d\d:\d\d)")
+_DECODE_PREFIX = re.compile(r'.* cannot be handled as a \w+: ')
 _INT32 = (-(2**31), 2**31 - 1)
 _VALUE_MESSAGE = ("a valid label must be an empty string or consist of alphanumeric characters, '-', "
                   "'_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  "
@@ -87,16 +94,17 @@ def check_labels(key: Key, obj: Obj) -> None:
 
 
 def _micro_time(key: Key, value: Any, field: str) -> str:
-    """A MicroTime as the server writes it back: UTC, six fraction digits (400 if unparsable)."""
+    """A MicroTime as the server writes it back: UTC, six fraction digits (400 unless it has
+    exactly six: Go parses it with the layout 2006-01-02T15:04:05.000000Z07:00)."""
     match = _MICRO_TIME.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         if isinstance(value, str):
-            raise ApiError(400, f'{RESOURCES[key[:3]][0]} in version "{key[1]}" cannot be handled as '
-                           f'a {RESOURCES[key[:3]][0]}: parsing time "{value}" as RFC 3339 failed')
+            kind = RESOURCES[key[:3]][0]
+            raise ApiError(400, f'{kind} in version "{key[1]}" cannot be handled as a {kind}: parsing '
+                           f'time "{value[:100]}" as "2006-01-02T15:04:05.000000Z07:00": cannot parse')
         raise _undecodable(key, value, f"LeaseSpec.spec.{field}", "v1.MicroTime")
     zone = "+00:00" if match.group(3) == "Z" else match.group(3)
-    fraction = (match.group(2) or ".0")[1:7].ljust(6, "0")
-    when = datetime.fromisoformat(f"{match.group(1)}.{fraction}{zone}").astimezone(timezone.utc)
+    when = datetime.fromisoformat(f"{match.group(1)}{match.group(2)}{zone}").astimezone(timezone.utc)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -132,3 +140,38 @@ def check(key: Key, obj: Obj) -> None:
     check_labels(key, obj)
     if key[:3] == ("coordination.k8s.io", "v1", "leases"):
         check_lease(key, obj)
+
+
+def patch_error(key: Key, obj: Obj) -> ApiError | None:
+    """What a PATCH whose result is ``obj`` gets when that cannot be decoded (422 on ``patch``,
+    as kube-apiserver v1.34.1), else None; validation errors are left to :func:`check`."""
+    try:
+        check(key, _copy(obj))
+    except ApiError as err:
+        if err.code != 400:
+            return None
+        decode = _DECODE_PREFIX.sub("", err.message, count=1)
+        cause = f'Invalid value: "{_short_json(obj)}": {decode}'
+        return ApiError(422, f' "" is invalid: patch: {cause}', "Invalid",
+                        {"causes": [{"reason": "FieldValueInvalid", "message": cause, "field": "patch"}]})
+    return None
+
+
+def storage_error(key: Key, obj: Obj) -> ApiError | None:
+    """The 500 the real server answers for a stored object it cannot decode (written behind its
+    back: ``put_object``, like a write into etcd), else None."""
+    try:
+        check(key, _copy(obj))
+    except ApiError as err:
+        if err.code == 400:
+            return ApiError(500, _DECODE_PREFIX.sub("", err.message, count=1), "")
+    return None
+
+
+def _copy(obj: Obj) -> Obj:
+    return copy.deepcopy(obj)
+
+
+def _short_json(obj: Obj) -> str:
+    text = json.dumps(obj, separators=(",", ":"))
+    return (text if len(text) <= 2000 else text[:2000] + "...").replace('"', '\\"')

@@ -70,6 +70,12 @@ class EventLog:
             del self._events[:count]
             self._oldest = max(self._oldest, revision)
 
+    @property
+    def oldest(self) -> int:
+        """The oldest version a watch may start from (older ones get 410)."""
+        with self._cond:
+            return self._oldest
+
     def drop_watches(self) -> None:
         """End every open watch stream (as when an API server instance goes away)."""
         with self._cond:
@@ -129,6 +135,8 @@ def bookmark_line(bookmark: Bookmark, api_version: str, kind: str) -> bytes:
     return json.dumps({"type": "BOOKMARK", "object": obj}).encode() + b"\n"
 
 
-def gone_line(since: int) -> bytes:
-    status = status_body(410, f"too old resource version: {since}", "Expired")
+def gone_line(since: int, oldest: int) -> bytes:
+    """The ERROR event of a watch from a version older than the history (kube-apiserver's
+    watch cache names the oldest version it still has in parentheses)."""
+    status = status_body(410, f"too old resource version: {since} ({oldest})", "Expired")
     return json.dumps({"type": "ERROR", "object": status}).encode() + b"\n"
