@@ -334,6 +334,34 @@ def check_label_key_or_value_kubernetes_refuses_is_422_invalid(t: Target) -> Non
     assert _labels(t.call("GET", f"{NODES}/{name}").body) == {"a": "1"}
 
 
+def check_strategic_merge_patch_merges_conditions_by_type_and_finalizers_as_a_set(t: Target) -> None:
+    """What separates a strategic merge patch from a merge patch on a Node: status.conditions
+    merged by ``type`` (through /status) and metadata.finalizers merged as a set; a merge patch
+    replaces both lists."""
+    name = t.name()
+    t.create_node(name, status={"conditions": [{"type": "ContractA", "status": "True"}]})
+    try:
+        reply = t.call("PATCH", f"{NODES}/{name}/status",
+                       {"status": {"conditions": [{"type": "ContractB", "status": "False"}]}}, STRATEGIC)
+        assert reply.status == 200, reply
+        mine = {c["type"]: c["status"] for c in reply.body["status"]["conditions"]
+                if c["type"].startswith("Contract")}
+        assert mine == {"ContractA": "True", "ContractB": "False"}, reply.body["status"]
+        reply = t.call("PATCH", f"{NODES}/{name}/status",
+                       {"status": {"conditions": [{"type": "ContractC", "status": "True"}]}}, MERGE)
+        mine = {c["type"]: c["status"] for c in reply.body["status"]["conditions"]
+                if c["type"].startswith("Contract")}
+        assert reply.status == 200 and mine == {"ContractC": "True"}, reply
+        for patch, content_type, expected in (
+                (["example.com/a"], MERGE, ["example.com/a"]),
+                (["example.com/b"], STRATEGIC, ["example.com/b", "example.com/a"]),  # the patch's first
+                (["example.com/c"], MERGE, ["example.com/c"])):
+            reply = t.call("PATCH", f"{NODES}/{name}", {"metadata": {"finalizers": patch}}, content_type)
+            assert reply.status == 200 and reply.body["metadata"]["finalizers"] == expected, reply
+    finally:  # a finalizer would keep the node from being deleted
+        t.call("PATCH", f"{NODES}/{name}", {"metadata": {"finalizers": None}}, MERGE)
+
+
 # -- nodes: status ---------------------------------------------------------------------------------
 NODE_INFO = {"systemUUID": "6B8F2C1E-0000-4000-8000-00000000C0DE", "machineID": "m", "bootID": "b",
              "kernelVersion": "5.10", "osImage": "Debian", "containerRuntimeVersion": "fake://1",
@@ -525,6 +553,7 @@ CHECKS: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
     ("strategic_patch_404", check_label_patch_of_a_missing_node_is_404_not_found, (STRATEGIC,)),
     ("patch_409", check_label_patch_with_a_stale_resource_version_is_409_conflict, ()),
     ("label_422", check_label_key_or_value_kubernetes_refuses_is_422_invalid, ()),
+    ("strategic_lists", check_strategic_merge_patch_merges_conditions_by_type_and_finalizers_as_a_set, ()),
     ("node_create_status", check_node_create_keeps_its_status_and_defaults_allocatable_to_capacity, ()),
     ("node_status_subresource", check_node_status_is_written_only_through_the_status_subresource, ()),
     ("error_bodies", check_error_bodies_are_status_objects, ()),
