@@ -265,7 +265,7 @@ def check_watch_from_a_malformed_version_is_500(t: Target) -> None:
     try:
         t.watch(NODES, (("resourceVersion", "abc"), ("timeoutSeconds", 1)), 1)
     except ApiException as err:
-        body = json.loads(err.body)
+        body = json.loads(err.body or "{}")
         assert err.status == 500 and body["code"] == 500 and "reason" not in body, body
         assert 'resourceVersion: Invalid value: "abc"' in body["message"], body
     else:

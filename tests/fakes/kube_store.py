@@ -241,7 +241,7 @@ def _checked(body: Any, current: Obj | None, key: Key) -> Obj:
     group, _, plural, _, name = key
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
-    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    meta: Obj = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
     sent_name = meta.get("name")
     if sent_name is not None and sent_name != name:
         raise ApiError(400, f"the name of the object ({sent_name}) does not match the name on the URL "
