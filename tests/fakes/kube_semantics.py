@@ -3,8 +3,8 @@
 The resource table, discovery documents, URL routing, RFC 7386 merge patch, an emulated strategic
 merge patch (deep merge; lists of dicts merged by ``name``, ``conditions``/``addresses`` by
 ``type``, ``finalizers`` as a set with the patch's items first, as kube-apiserver v1.34.1 does),
-RFC 6902 JSON patch, label selectors and Status bodies. EMULATED: no OpenAPI-driven patch strategies (the keys above
-are a fixed table), no ``$retainKeys``.
+RFC 6902 JSON patch, label selectors and Status bodies. EMULATED: no OpenAPI-driven patch
+strategies (the keys above are a fixed table), no ``$retainKeys``.
 """
 from __future__ import annotations
 
