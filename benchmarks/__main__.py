@@ -7,7 +7,7 @@ import sys
 
 from benchmarks.common import Result, format_table
 
-SUITES = ("plugin", "sysinv", "ansible", "cluster")
+SUITES = ("plugin", "sysinv", "ansible", "cluster", "dra")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,7 @@ class PluginProcess:
                fake.devfs_root, "-kubelet-dir", str(self.kubelet_dir), "-cdi-dir", str(tmp / f"{name}-cdi"),
                *flags]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.started_at = time.monotonic()  #: just before the process is spawned
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
     def wait_advertised(self, count: int, timeout: float = 30.0) -> None:
@@ -113,6 +114,13 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
+
+
+def _threads(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise RuntimeError("no Threads")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -270,13 +278,16 @@ def bench_preferred(tmp: Path) -> list[Result]:
     with plugin(tmp, "pref", fake, "-scan-interval", "60", "-shared-dev-num", "8",
                 "-allocation-policy", "balanced") as proc:
         proc.wait_advertised(len(ids))
+        time.sleep(1.0)
+        idle_rss = _rss_mb(proc.proc.pid)
         with proc.kubelet.client(I915) as client:
             got = client.preferred(ids, [], 8)
             if len({d.split("-")[0] for d in got}) != 8:
                 raise RuntimeError(f"balanced policy did not spread: {got}")
             samples = _clock(lambda: client.preferred(ids, [], 8), 500)
     alone = _clock(lambda: policies.balanced(ids, [], 8), 500)
-    return [Result(SUITE, "GetPreferredAllocation, 512 IDs (64 cards x 8), balanced, p50",
+    return [Result(SUITE, "idle RSS, plugin process with 64 cards x 8 IDs", idle_rss, "MB", 45),
+            Result(SUITE, "GetPreferredAllocation, 512 IDs (64 cards x 8), balanced, p50",
                    percentile(samples, 50), "ms", 2),
             Result(SUITE, "  of which: balanced policy alone (in process), p50", percentile(alone, 50), "ms")]
 
@@ -314,10 +325,90 @@ def bench_idle_and_restart(tmp: Path) -> list[Result]:
             samples.append((reg.received_at - t0) * 1000)
             proc.kubelet.wait_for(lambda: proc.kubelet.allocatable(I915) == 2, 10, "devices re-advertised")
     return [
-        Result(SUITE, "idle RSS, plugin process with 2 GPUs", rss, "MB", 45),
+        Result(SUITE, "idle RSS, plugin process with 2 GPUs", rss, "MB", 40),
         Result(SUITE, "idle CPU over 5 s (one rescan included)", cpu_pct, "%"),
         Result(SUITE, "kubelet restart -> re-registered, p50 of 20", percentile(samples, 50), "ms", 100),
         Result(SUITE, "kubelet restart -> re-registered, p99 of 20", percentile(samples, 99), "ms"),
+    ]
+
+
+def bench_start(tmp: Path, big: FakeSysfs, runs: int = 5) -> list[Result]:
+    """From spawning ``python -m gpu_plugin`` (``-shared-dev-num 8``) to its registration and to the
+    first ListAndWatch response the fake kubelet receives, for one card and for 16 PFs x 63 VFs
+    (8,064 IDs); the difference is what the 1,008 VFs cost a starting plugin (scan, device tree,
+    the response), interpreter start and imports being the same in both."""
+    one = _fake_node(tmp / "one", 1, 0)
+    registered: list[float] = []
+    listed: dict[str, list[float]] = {"one": [], "big": []}
+    for n in range(runs):
+        for name, fake, count in (("one", one, 8), ("big", big, 16 * 63 * 8)):
+            flags = ("-scan-interval", "60", "-shared-dev-num", "8")
+            with plugin(tmp, f"start-{name}-{n}", fake, *flags) as proc:
+                reg = proc.kubelet.wait_for_registration(I915, timeout=30)
+                proc.wait_advertised(count)
+                updated = proc.kubelet.updated_at(I915)
+                if updated is None:
+                    raise RuntimeError("no ListAndWatch response recorded")
+                listed[name].append((updated - proc.started_at) * 1000)
+                if name == "one":
+                    registered.append((reg.received_at - proc.started_at) * 1000)
+    return [
+        Result(SUITE, f"plugin start -> registered with kubelet (1 GPU), p50 of {runs}",
+               percentile(registered, 50), "ms", 500),
+        Result(SUITE, "plugin start -> first ListAndWatch, 1 card x 8 IDs, median",
+               median(listed["one"]), "ms"),
+        Result(SUITE, "plugin start -> first ListAndWatch, 8,064 IDs (1,008 VFs x 8), median",
+               median(listed["big"]), "ms"),
+        Result(SUITE, "1,008-VF scan from the process's start (8,064 IDs minus 1 card)",
+               median(listed["big"]) - median(listed["one"]), "ms", 150),
+    ]
+
+
+def bench_metrics_slow_connections(tmp: Path, connections: int = 2000, hold: float = 3.0) -> list[Result]:
+    """``-metrics-address`` under ``connections`` slow clients (each sends half a request line and
+    holds the connection ``hold`` seconds): the plugin's RSS and threads at their peak vs idle."""
+    import resource
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < connections + 256:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 256), hard))
+    fake = _fake_node(tmp / "slowhttp", 2, 0)
+    socks: list[socket.socket] = []
+    with plugin(tmp, "slowhttp", fake, "-metrics-address", "127.0.0.1:0") as proc:
+        proc.wait_advertised(2)
+        url = _metrics_url(proc)
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - local
+            response.read()  # the endpoint and the registry warmed up
+        time.sleep(1.0)
+        pid = proc.proc.pid
+        idle, idle_threads = _rss_mb(pid), _threads(pid)
+        host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        peak, peak_threads = idle, idle_threads
+        try:
+            for n in range(connections):
+                try:
+                    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+                    sock.sendall(b"GET /metrics HTTP/1.0\r\n")
+                    socks.append(sock)
+                except OSError:
+                    pass  # a refusal that reset the connection before the send: counted by the server
+                if n % 100 == 0:
+                    peak, peak_threads = max(peak, _rss_mb(pid)), max(peak_threads, _threads(pid))
+            end = time.monotonic() + hold
+            while time.monotonic() < end:
+                peak, peak_threads = max(peak, _rss_mb(pid)), max(peak_threads, _threads(pid))
+                time.sleep(0.1)
+        finally:
+            for sock in socks:
+                sock.close()
+        if proc.proc.poll() is not None:
+            raise RuntimeError(f"plugin died under slow metrics connections; see {proc.log.name}")
+    return [
+        Result(SUITE, "metrics endpoint: idle RSS (2 GPUs, -metrics-address)", idle, "MB"),
+        Result(SUITE, f"metrics endpoint: RSS growth under {connections:,} slow connections, peak",
+               peak - idle, "MB", 10),
+        Result(SUITE, f"metrics endpoint: threads at peak (idle {idle_threads})", float(peak_threads), "n"),
     ]
 
 
@@ -327,9 +418,9 @@ def run() -> list[Result]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-plugin-", dir=shm))
     try:
         big = _fake_node(tmp / "big", 16, 63)
-        results = bench_scan(tmp, big) + bench_allocate(tmp, big) + bench_metrics_overhead(tmp, big) \
-            + bench_grpc_floor(tmp)
-        for bench in (bench_preferred, bench_hotplug, bench_idle_and_restart):
+        results = bench_scan(tmp, big) + bench_start(tmp, big) + bench_allocate(tmp, big) \
+            + bench_metrics_overhead(tmp, big) + bench_grpc_floor(tmp)
+        for bench in (bench_preferred, bench_hotplug, bench_idle_and_restart, bench_metrics_slow_connections):
             results += bench(tmp)
         return results
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -24,7 +23,7 @@ LOG = logging.getLogger(__name__)
 
 CDI_VERSION = "0.5.0"
 
-__all__ = ["CDI_VERSION", "spec_text", "spec_file_name", "CdiSpecWriter"]
+__all__ = ["CDI_VERSION", "spec_text", "devices_spec_text", "spec_file_name", "CdiSpecWriter"]
 
 
 def _q(text: str) -> str:
@@ -39,21 +38,27 @@ def spec_file_name(kind: str, device: str) -> str:
 
 def spec_text(kind: str, device: str, info: DeviceInfo) -> str:
     """The YAML spec for one device: its nodes and its mounts (bind, read-only)."""
-    lines = [f"cdiVersion: {_q(CDI_VERSION)}", f"kind: {_q(kind)}", "devices:",
-             f"  - name: {_q(device)}", "    containerEdits:"]
-    if info.nodes:
-        lines.append("      deviceNodes:")
-        for node in info.nodes:
-            lines += [f"        - path: {_q(node.container_path)}",
-                      f"          hostPath: {_q(node.host_path)}",
-                      f"          permissions: {_q(node.permissions)}"]
-    if info.mounts:
-        lines.append("      mounts:")
-        for mount in info.mounts:
-            options = '["bind", "ro"]' if mount.read_only else '["bind", "rw"]'
-            lines += [f"        - hostPath: {_q(mount.host_path)}",
-                      f"          containerPath: {_q(mount.container_path)}",
-                      "          type: \"none\"", f"          options: {options}"]
+    return devices_spec_text(kind, [(device, info)])
+
+
+def devices_spec_text(kind: str, devices: Sequence[tuple[str, DeviceInfo]]) -> str:
+    """The YAML spec for several devices of one kind (the DRA plugin writes one per claim)."""
+    lines = [f"cdiVersion: {_q(CDI_VERSION)}", f"kind: {_q(kind)}", "devices:"]
+    for device, info in devices:
+        lines += [f"  - name: {_q(device)}", "    containerEdits:"]
+        if info.nodes:
+            lines.append("      deviceNodes:")
+            for node in info.nodes:
+                lines += [f"        - path: {_q(node.container_path)}",
+                          f"          hostPath: {_q(node.host_path)}",
+                          f"          permissions: {_q(node.permissions)}"]
+        if info.mounts:
+            lines.append("      mounts:")
+            for mount in info.mounts:
+                options = '["bind", "ro"]' if mount.read_only else '["bind", "rw"]'
+                lines += [f"        - hostPath: {_q(mount.host_path)}",
+                          f"          containerPath: {_q(mount.container_path)}",
+                          "          type: \"none\"", f"          options: {options}"]
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +131,8 @@ class CdiSpecWriter:
                 self._known[qualified_name] = (info, text, current[1])
                 return True
             try:
+                import tempfile  # on the first write, not in an idle plugin (~0.7 MB with random, shutil)
+
                 os.makedirs(self.cdi_dir, mode=0o755, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.cdi_dir)
                 try:

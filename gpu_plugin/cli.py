@@ -16,16 +16,20 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
+from typing import TYPE_CHECKING
 
 from gpu_plugin import scan as gpuscan
-from gpu_plugin.common import klog, metrics_http
+from gpu_plugin.common import klog, memory, metrics_http, signals
 from gpu_plugin.common.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 from gpu_plugin.common.goflags import FlagError, FlagSet, HelpRequested, ParsedFlags
 from gpu_plugin.deviceplugin.api import MAX_SOCKET_PATH
 from gpu_plugin.rm import config as rmconfig
 
-# gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast.
+# gRPC-heavy modules (plugin, health) are imported in main() only, so that bad flags fail fast;
+# a health source or the metrics endpoint only when its flag is set (idle RSS on every GPU node).
+if TYPE_CHECKING:
+    from gpu_plugin.health import LevelZeroHealth
+    from gpu_plugin.xpumd import XpumdHealth
 
 PROG = "intel-gpu-plugin"
 LOG = logging.getLogger("gpu_plugin")
@@ -41,6 +45,10 @@ MAX_SHARED_DEV_NUM = 1000
 #: -scan-interval bounds (seconds): below 0.1 the fallback rescan is a busy loop, above a day it is
 #: off in all but name (and past ~292 years Python's waits overflow).
 SCAN_INTERVAL_RANGE = (0.1, 86400.0)
+#: -xpumd-severity-limit values (gpu_plugin.xpumd.SEVERITY_LIMITS; named here so that a bad flag
+#: fails before grpc loads) and the default, critical as upstream since PR #2318 (it was warning)
+XPUMD_SEVERITY_LIMITS = ("failed", "critical", "warning")
+DEFAULT_XPUMD_SEVERITY_LIMIT = "critical"
 
 __all__ = ["flagset", "parse", "Options", "main"]
 
@@ -55,6 +63,8 @@ def flagset() -> FlagSet:
     f.bool("health-management", False, "enable Level-Zero sidecar based GPU health management")
     f.string("xpumd-endpoint", "", "enable xpumd based health management: unix socket path of the xpumd "
              "health service (e.g. /run/xpumd/intelxpuinfo.sock)")
+    f.string("xpumd-severity-limit", DEFAULT_XPUMD_SEVERITY_LIMIT, "xpumd health severity at which a "
+             "device is marked unhealthy: " + ", ".join(XPUMD_SEVERITY_LIMITS))
     f.string("bypath", "single", "DRI device 'by-path/' directory mounting options: single, none, all")
     f.bool("wsl", False, "scan for / use WSL devices")
     f.int("shared-dev-num", 1, "number of containers sharing the same GPU device "
@@ -104,6 +114,7 @@ class Options:
     resource_manager: rmconfig.RmConfig | None = None  #: -resource-manager on
     metrics_address: str = ""  #: "" = no metrics endpoint
     klog_ignored: tuple[str, ...] = ()  #: klog flags given that have no effect here (warned about)
+    xpumd_severity_limit: str = DEFAULT_XPUMD_SEVERITY_LIMIT  #: lowest xpumd severity = Unhealthy
 
 
 def _check_resource_manager(v: ParsedFlags) -> rmconfig.RmConfig:
@@ -165,6 +176,9 @@ def _check_args(v: ParsedFlags) -> None:
     if v["health-management"] and v["xpumd-endpoint"]:
         raise UsageError("xpumd-endpoint",
                          "cannot use both Level-Zero sidecar and xpumd for health management")
+    if v["xpumd-severity-limit"] not in XPUMD_SEVERITY_LIMITS:
+        raise UsageError("xpumd-severity-limit", f"invalid value {v['xpumd-severity-limit']!r}, "
+                         f"valid values: {', '.join(XPUMD_SEVERITY_LIMITS)}")
     if v["xpumd-endpoint"]:
         for name in ("temp-limit", "gpu-temp-limit", "memory-temp-limit"):
             if v[name] != DEFAULT_TEMP_LIMIT:
@@ -233,7 +247,8 @@ def parse(argv: Sequence[str]) -> Options:
         xpumd_endpoint=v["xpumd-endpoint"],
         temp_limits=(v["temp-limit"], v["gpu-temp-limit"], v["memory-temp-limit"]), verbosity=v["v"],
         resource_manager=_check_resource_manager(v) if v["resource-manager"] else None,
-        metrics_address=v["metrics-address"], klog_ignored=tuple(klog.ineffective(v)))
+        metrics_address=v["metrics-address"], klog_ignored=tuple(klog.ineffective(v)),
+        xpumd_severity_limit=v["xpumd-severity-limit"])
 
 
 def setup_logging(verbosity: int) -> None:
@@ -253,24 +268,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: {err}\n")
         return EXIT_USAGE
     setup_logging(options.verbosity)
+    memory.limit_arenas(2)  # before any thread: a mostly idle service on every GPU node
     klog.warn_ineffective(options.klog_ignored, LOG)
     # gRPC's C core logs (e.g. a GOAWAY per sidecar restart) only from -v 4 on; set before grpc loads.
     os.environ.setdefault("GRPC_VERBOSITY", "INFO" if options.verbosity >= 4 else "ERROR")
     from gpu_plugin.deviceplugin.api import ScannerError
-    from gpu_plugin.health import LevelZeroHealth, TempLimits
     from gpu_plugin.plugin import PluginConfig, build_manager
     from gpu_plugin.rm import RmSetupError
-    from gpu_plugin.xpumd import XpumdHealth
 
     stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        LOG.info("Received %s, stopping", signal.Signals(signum).name)
-        stop.set()
-
-    # SIGHUP/SIGQUIT too, as upstream's labeler.Run: a clean stop removes the GAS labels file
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, on_signal)
+    # SIGHUP/SIGQUIT too, as upstream's labeler.Run: a clean stop removes the GAS labels file.
+    # Set from a thread, not in the handler: see common/signals.py (a SIGTERM could deadlock).
+    signals.stop_on_signals(stop, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT),
+                            lambda sig: LOG.info("Received %s, stopping", sig.name))
     config = PluginConfig(
         sysfs_root=options.sysfs_root, devfs_root=options.devfs_root, kubelet_dir=options.kubelet_dir,
         cdi_dir=options.cdi_dir, scan=options.scan, allocation_policy=options.allocation_policy,
@@ -278,14 +288,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         resource_manager=options.resource_manager)
     LOG.info("GPU device plugin started with %s preferred allocation policy (sysfs %s, devfs %s)",
              config.allocation_policy, config.sysfs_root, config.devfs_root)
-    health: LevelZeroHealth | XpumdHealth | None = None
+    health: LevelZeroHealth | XpumdHealth | None = None  # each health source loads only when asked for
     if options.xpumd_endpoint:  # upstream: xpumd wins over Level-Zero (they are exclusive anyway)
-        LOG.info("xpumd health source requested: %s", options.xpumd_endpoint)
-        health = XpumdHealth(options.xpumd_endpoint).start()
+        from gpu_plugin.xpumd import XpumdHealth
+
+        LOG.info("xpumd health source requested: %s (unhealthy at severity %s and above)",
+                 options.xpumd_endpoint, options.xpumd_severity_limit)
+        health = XpumdHealth(options.xpumd_endpoint, severity_limit=options.xpumd_severity_limit).start()
     elif options.health_management:
+        from gpu_plugin.health import LevelZeroHealth, TempLimits
+
         LOG.info("levelzero service requested: %s", config.levelzero_socket)
-        glob, gpu, memory = options.temp_limits
-        health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=memory))
+        glob, gpu, mem = options.temp_limits
+        health = LevelZeroHealth(config.levelzero_socket, TempLimits(global_=glob, gpu=gpu, memory=mem))
     registry, endpoint = metrics_http.open_endpoint(options.metrics_address, PROG)
     try:
         manager, _ = build_manager(config, health, registry=registry)

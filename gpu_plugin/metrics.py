@@ -3,15 +3,18 @@
 Framework metrics (devices, Allocate, registrations, streams) live in
 ``gpu_plugin.deviceplugin.metrics``, the HTTP endpoint of ``-metrics-address`` in
 ``gpu_plugin.common.metrics_http`` (shared with the side programs). ``scan``/``policies``
-stay pure: plugin.py times them and calls here.
+stay pure: plugin.py times them and calls here. prometheus_client loads only when
+:func:`scan_metrics` is called (metrics on).
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["ScanMetrics", "NO_SCAN_METRICS", "scan_metrics"]
 
@@ -32,6 +35,8 @@ NO_SCAN_METRICS = ScanMetrics()
 
 class _RecordingScan(ScanMetrics):
     def __init__(self, registry: CollectorRegistry, clock: Callable[[], float]) -> None:
+        from prometheus_client import Counter, Histogram
+
         scans = Counter("intel_gpu_plugin_scans", "sysfs scans by outcome", ["outcome"],
                         registry=registry)
         self._ok, self._failed = scans.labels("ok"), scans.labels("failed")

@@ -13,12 +13,13 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
-from prometheus_client import CollectorRegistry
 
 from gpu_plugin import scan as gpuscan
 from gpu_plugin.cdi import CdiSpecWriter
+from gpu_plugin.common import memory
 from gpu_plugin.deviceplugin.api import (
     Allocator,
     DeviceID,
@@ -34,13 +35,14 @@ from gpu_plugin.deviceplugin.api import (
 )
 from gpu_plugin.deviceplugin.manager import Manager
 from gpu_plugin.deviceplugin.metrics import FrameworkMetrics
-from gpu_plugin.levelzero._api import levelzero_pb2 as lz
-from gpu_plugin.levelzero._api import levelzero_pb2_grpc as lz_grpc
 from gpu_plugin.metrics import NO_SCAN_METRICS, ScanMetrics, scan_metrics
 from gpu_plugin.policies import PolicyAllocator
 from gpu_plugin.rm import RmConfig
 from gpu_plugin.rm import wire as rm_wire
 from gpu_plugin.udev import DrmEvents
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 LOG = logging.getLogger(__name__)
 
@@ -121,8 +123,10 @@ class GpuScanner:
             if self._failure is not None:
                 LOG.info("GPU scan works again (%s)", self._failure)
                 self._failure = None
-            self._log_counts(tree)
+            changed = self._log_counts(tree)
             notifier.notify(tree)
+            if changed:  # the scan's and the update's garbage back to the kernel: idle RSS
+                memory.release_free_memory()
 
         try:
             self._loop.run(stop, once)
@@ -145,13 +149,17 @@ class GpuScanner:
         else:
             LOG.error("GPU scan failed; keeping the last device tree", exc_info=err)
 
-    def _log_counts(self, tree: DeviceTree) -> None:
+    def _log_counts(self, tree: DeviceTree) -> bool:
+        """Log each resource whose device count changed; True if any did."""
+        changed = False
         for name in sorted(set(tree) | set(self._counts)):
             count = len(tree.get(ResourceType(name), {}))
             if count != self._counts.get(name, 0):
                 LOG.info("GPU scan update: %d->%d '%s' resources found",
                          self._counts.get(name, 0), count, name)
                 self._counts[name] = count
+                changed = True
+        return changed
 
 
 class WslScanner:
@@ -178,6 +186,10 @@ class WslScanner:
         return {WSL_RESOURCE: devices}
 
     def scan(self, notifier: Notifier, stop: threading.Event) -> None:
+        # -wsl only: the Level-Zero stubs load with it, not in every plugin (issue 21, item 5)
+        from gpu_plugin.levelzero._api import levelzero_pb2 as lz
+        from gpu_plugin.levelzero._api import levelzero_pb2_grpc as lz_grpc
+
         options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
                    ("grpc.max_reconnect_backoff_ms", 2000)]
         with grpc.insecure_channel(f"unix://{self.levelzero_socket}", options=options) as channel:

@@ -20,6 +20,10 @@ PROTOS = (
     "gpu_plugin/levelzero/_api/levelzero.proto",
     "gpu_plugin/rm/_api/api.proto",
     "gpu_plugin/xpumd/_api/deviceinfo.proto",
+    "gpu_plugin/dra/_api/dra_v1.proto",
+    "gpu_plugin/dra/_api/dra_v1beta1.proto",
+    "gpu_plugin/dra/_api/pluginregistration.proto",
+    "gpu_plugin/dra/_api/dra_health.proto",
 )
 
 

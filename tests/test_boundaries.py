@@ -116,9 +116,27 @@ RULES = [
      lambda m: m == "sysinv_ext.status.rows",
      ("kubernetes", "sqlalchemy", "sysinv_ext.db", "sysinv_ext.status.kube", "oslo_messaging"), ()),
     # the plugin talks to the API server only for -resource-manager (GAS pod annotations)
-    ("kubernetes-only-in-resource-manager-kube",
+    ("kubernetes-only-in-resource-manager-kube-and-dra-kube",
      lambda m: _matches(m, "gpu_plugin"),
-     ("kubernetes",), ("gpu_plugin.rm.kube",)),
+     ("kubernetes",), ("gpu_plugin.rm.kube", "gpu_plugin.dra.kube")),
+    # the DRA plugin (issue 20): a sibling program over the same discovery; its stubs only in its
+    # server, its device/state/slice logic pure, and it shares no glue with the device plugin
+    ("dra-stubs-only-in-dra-server",
+     lambda m: _matches(m, "gpu_plugin"),
+     ("gpu_plugin.dra._api",), ("gpu_plugin.dra.server",)),
+    ("dra-devices-state-slices-know-no-grpc-nor-kubernetes",
+     lambda m: m in ("gpu_plugin.dra.devices", "gpu_plugin.dra.state", "gpu_plugin.dra.slices",
+                     "gpu_plugin.dra.api", "gpu_plugin.dra.driver"),
+     ("grpc", "google.protobuf", "kubernetes", "gpu_plugin.dra._api", "gpu_plugin.dra.server",
+      "gpu_plugin.dra.kube"), ()),
+    ("dra-uses-no-device-plugin-glue",
+     lambda m: _matches(m, "gpu_plugin.dra"),
+     ("gpu_plugin.plugin", "gpu_plugin.cli", "gpu_plugin.rm", "gpu_plugin.deviceplugin.server",
+      "gpu_plugin.deviceplugin.manager", "gpu_plugin.deviceplugin.watch", "gpu_plugin.policies")
+     + PROGRAMS, ()),
+    ("nothing-imports-the-dra-plugin",
+     lambda m: _matches(m, "gpu_plugin") and not _matches(m, "gpu_plugin.dra"),
+     ("gpu_plugin.dra",), ()),
     ("database-only-in-db-package",
      lambda m: _matches(m, "sysinv_ext") or _matches(m, "gpu_plugin"),
      ("sqlalchemy", "alembic"), ("sysinv_ext.db",)),
@@ -133,6 +151,11 @@ RULES = [
      lambda m: _matches(m, "sysinv_ext"),
      ("zmq",), ("sysinv_ext.common.zmq_rpc", "sysinv_ext.cmd.conductor",
                 "sysinv_ext.common.zmq_curve")),  # zmq_curve: CURVE key files (zmq.auth), no socket
+    # one distribution: the sysinv services share the capped metrics HTTP server (issue 21 item 9)
+    # and the deadlock-free signal handling, and nothing else of the plugin family
+    ("sysinv-ext-shares-only-the-metrics-server-and-signals",
+     lambda m: _matches(m, "sysinv_ext"),
+     ("gpu_plugin",), (), ("gpu_plugin.common.metrics_server", "gpu_plugin.common.signals")),
     ("production-never-imports-test-doubles",
      lambda m: True,
      ("tests",), ()),
@@ -208,3 +231,28 @@ def test_sysinv_zmq_double_shares_no_code_with_sysinv_ext() -> None:
     """tests/fakes/sysinv_zmq.py is written from sysinv's wire format, not from our adapter."""
     path = ROOT / "tests" / "fakes" / "sysinv_zmq.py"
     assert [name for name in _imports(path) if _matches(name, "sysinv_ext")] == []
+
+
+def test_dra_rules_can_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted DRA violations are found: the driver importing the client or the stubs, the device
+    plugin importing the DRA plugin."""
+    pkg = tmp_path / "gpu_plugin"
+    (pkg / "dra").mkdir(parents=True)
+    for init in (pkg / "__init__.py", pkg / "dra" / "__init__.py"):
+        init.write_text("")
+    (pkg / "dra" / "driver.py").write_text("import kubernetes\nfrom gpu_plugin.dra._api import dra_v1_pb2\n"
+                                          "from gpu_plugin import plugin\n")
+    (pkg / "plugin.py").write_text("from gpu_plugin.dra import driver\n")
+    (tmp_path / "sysinv_ext").mkdir()
+    monkeypatch.setattr(__import__(__name__, fromlist=["ROOT"]), "ROOT", tmp_path)
+    assert violations(_rule("dra-devices-state-slices-know-no-grpc-nor-kubernetes")) == [
+        "gpu_plugin/dra/driver.py imports gpu_plugin.dra._api",
+        "gpu_plugin/dra/driver.py imports gpu_plugin.dra._api.dra_v1_pb2",
+        "gpu_plugin/dra/driver.py imports kubernetes"]
+    assert violations(_rule("dra-stubs-only-in-dra-server")) == [
+        "gpu_plugin/dra/driver.py imports gpu_plugin.dra._api",
+        "gpu_plugin/dra/driver.py imports gpu_plugin.dra._api.dra_v1_pb2"]
+    assert violations(_rule("dra-uses-no-device-plugin-glue")) == [
+        "gpu_plugin/dra/driver.py imports gpu_plugin.plugin"]
+    assert violations(_rule("nothing-imports-the-dra-plugin")) == [
+        "gpu_plugin/plugin.py imports gpu_plugin.dra", "gpu_plugin/plugin.py imports gpu_plugin.dra.driver"]

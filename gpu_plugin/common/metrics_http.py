@@ -1,17 +1,22 @@
 """The ``-metrics-address`` HTTP endpoint of the plugin family: parse the address, serve a registry.
 
 Shared by the plugin and the side programs; the metric definitions live with each program. The
-endpoint is prometheus_client's own HTTP server on a daemon thread. Off unless asked for; an
-address without a host binds 127.0.0.1 only.
+endpoint is :mod:`.metrics_server` (prometheus_client's WSGI app with a connection cap and
+timeouts) on a daemon thread. Off unless asked for; an address without a host binds 127.0.0.1
+only. This module is cheap to import: prometheus_client, http.server and wsgiref load only when
+an endpoint is started (the plugin runs on every GPU node, mostly with metrics off).
 """
 from __future__ import annotations
 
 import logging
 import threading
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, start_http_server
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from gpu_plugin.common.metrics_server import BoundedWSGIServer, Limits
 
 __all__ = ["MetricsAddressError", "parse_address", "MetricsEndpoint", "serve", "FLAG", "FLAG_HELP"]
 
@@ -41,9 +46,9 @@ def parse_address(text: str) -> tuple[str, int]:
 
 @dataclass
 class MetricsEndpoint:
-    """A running ``/metrics`` HTTP server (prometheus_client's, on a daemon thread)."""
+    """A running ``/metrics`` HTTP server (:mod:`.metrics_server`, on a daemon thread)."""
 
-    server: WSGIServer
+    server: BoundedWSGIServer
     thread: threading.Thread
 
     @property
@@ -58,10 +63,13 @@ class MetricsEndpoint:
         self.thread.join(5.0)
 
 
-def serve(address: str, registry: CollectorRegistry, program: str) -> MetricsEndpoint:
+def serve(address: str, registry: CollectorRegistry, program: str,
+          limits: Limits | None = None) -> MetricsEndpoint:
     """Serve ``registry`` on ``address``; raises OSError if the port cannot be bound."""
+    from gpu_plugin.common import metrics_server
+
     host, port = parse_address(address)
-    server, thread = start_http_server(port, host, registry=registry)
+    server, thread = metrics_server.start(host, port, registry, limits)
     endpoint = MetricsEndpoint(server, thread)
     LOG.info("%s: serving Prometheus metrics on %s", program, endpoint.url)
     return endpoint
@@ -73,6 +81,8 @@ def open_endpoint(address: str, program: str) -> tuple[CollectorRegistry | None,
     metrics (a taken port must not stop GPUs from being advertised; Prometheus shows it down)."""
     if not address:
         return None, None
+    from prometheus_client import CollectorRegistry
+
     registry = CollectorRegistry()
     try:
         return registry, serve(address, registry, program)

@@ -3,7 +3,8 @@
 Knows nothing of GPUs: every series carries ``resource`` (e.g. ``gpu.intel.com/i915``). The
 framework's call sites each make one call on a :class:`ResourceMetrics` bound to their resource;
 with metrics off they get :data:`NO_METRICS`, whose methods do nothing, so the serving path pays
-no Prometheus cost at all. The HTTP endpoint is the program's business (cli.py), not ours.
+no Prometheus cost at all, not even the import: prometheus_client loads when a
+:class:`FrameworkMetrics` is made. The HTTP endpoint is the program's business (cli.py), not ours.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
 __all__ = ["FrameworkMetrics", "ResourceMetrics", "NO_METRICS", "LATENCY_BUCKETS"]
 
@@ -112,6 +115,8 @@ class FrameworkMetrics:
     """The framework's metric families, registered on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
         self.devices_gauge = Gauge("deviceplugin_devices", "Devices advertised to kubelet, by health",
                                    ["resource", "health"], registry=registry)
         self.allocate_total = Counter("deviceplugin_allocate_requests", "Allocate calls by outcome",

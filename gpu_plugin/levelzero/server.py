@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from gpu_plugin.common import klog, metrics_http
+from gpu_plugin.common import klog, metrics_http, signals
 from gpu_plugin.common.goflags import FlagError, FlagSet, command
 from gpu_plugin.deviceplugin import api
 from gpu_plugin.levelzero import DEFAULT_SOCKET, ZE_ERROR_UNKNOWN, describe
@@ -191,8 +191,7 @@ def main(argv: Sequence[str] | None = None, stop: threading.Event | None = None)
     LOG.info("server listening at %s", flags["socket"])
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        signals.stop_on_signals(stop, (signal.SIGTERM, signal.SIGINT))  # not stop.set() in a handler
     while not stop.wait(1.0):
         pass
     server.stop(grace=1).wait()

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from gpu_plugin.common import klog, metrics_http
+from gpu_plugin.common import klog, metrics_http, signals
 from gpu_plugin.common.atomic_file import replace_file
 from gpu_plugin.common.goflags import FlagError, FlagSet, command
 from gpu_plugin.common.label_split import split_at_last_alnum
@@ -265,8 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     klog.warn_ineffective(klog_ignored, LOG)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    signals.stop_on_signals(stop, (signal.SIGTERM, signal.SIGINT))  # not stop.set() in a handler
     registry, endpoint = metrics_http.open_endpoint(config.metrics_address, PROG)
     LOG.info("scraping %s every %.0f s into %s", config.url, config.interval, config.dst_file_path)
     try:

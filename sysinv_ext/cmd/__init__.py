@@ -13,7 +13,6 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from types import FrameType
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -117,13 +116,14 @@ def usage_exit(error: UsageError) -> int:
 
 
 def stop_on_signals() -> threading.Event:
-    """An Event set by SIGTERM or SIGINT: the services' main loops wait on it (main thread only)."""
+    """An Event set by SIGTERM or SIGINT: the services' main loops wait on it (main thread only).
+
+    Set from a thread, never from the Python signal handler: a handler calling ``stop.set()``
+    while the main thread sat in ``stop.wait()`` could deadlock on the Event's own lock
+    (gpu_plugin.common.signals says how; seen in the plugin, same code here)."""
+    from gpu_plugin.common.signals import stop_on_signals as _stop_on_signals
+
     stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        LOG.info("Received signal %d", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    _stop_on_signals(stop, (signal.SIGTERM, signal.SIGINT),
+                     on_signal=lambda sig: LOG.info("Received signal %d", int(sig)))
     return stop

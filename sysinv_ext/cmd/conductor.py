@@ -35,7 +35,6 @@ LOG = logging.getLogger(__name__)
 PROG = "sysinv-gpu-conductor"
 PROJECT = "sysinv-gpu"
 STOP_TIMEOUT = 20.0  # seconds; below systemd's TimeoutStopSec=30s
-FD_LIMIT_CAP = 65536  # open files the conductor raises its soft limit to, at most
 #: the conductor methods a ZeroMQ caller may call (nothing else of the manager is exposed)
 ZMQ_METHODS = ("device_plugin_labels_update_by_ihost",)
 
@@ -314,23 +313,6 @@ def stop_rpc_servers(servers: RpcServers) -> None:
                     if servers.transport == "zmq" else "connected to the broker")
 
 
-def raise_fd_limit(cap: int = FD_LIMIT_CAP) -> tuple[int, int] | None:
-    """Raise the soft open-file limit to the hard one (at most ``cap``): every ZeroMQ peer,
-    broker or API connection holds a descriptor, and 1,024 idle peers must not leave none for
-    an agent. (old, new) when raised, None when it already was as high."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = cap if hard == resource.RLIM_INFINITY else min(hard, cap)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            return None
-        return soft, target
-    return None
-
-
 def _warn_if_sysinv_topic(topic: str) -> None:
     from sysinv_ext.common import constants
 
@@ -365,9 +347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     fdlimit.raise_nofile_limit()  # many peers: see sysinv_ext.common.fdlimit
     stop = stop_on_signals()
     memory.limit_arenas()  # before the worker threads exist (see sysinv_ext.common.memory)
-    raised = raise_fd_limit()
-    if raised:
-        LOG.info("Open file limit raised from %d to %d (each RPC peer holds a descriptor)", *raised)
     try:
         return ConductorService(conf, stop).run()
     except exception.SysinvExtException as err:

@@ -1,17 +1,25 @@
 """The sysinv services' Prometheus endpoint: parse ``[DEFAULT]metrics_address`` and serve a registry.
 
 Metric definitions live next to their service (``agent/metrics.py``, ``conductor/metrics.py``);
-this module only turns an address into a running prometheus_client HTTP server on a daemon
-thread. Off unless the option is set; an address without a host binds 127.0.0.1 only.
+this module only turns an address into a running HTTP server on a daemon thread. Off unless
+the option is set; an address without a host binds 127.0.0.1 only.
+
+The server is the plugin family's :mod:`gpu_plugin.common.metrics_server` (one distribution,
+no GPU code: a stdlib module over prometheus_client's WSGI app): at most 16 connections at
+once, each read and write bounded by 5 s and a request by 10 s; connections beyond the cap are
+closed at accept. prometheus_client's own ``start_http_server`` has none of these bounds, and
+1,011 slow connections took all of a service's file descriptors (issue 21, item 9).
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
 
 from oslo_log import log as logging
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
+
+from gpu_plugin.common import metrics_server
+from gpu_plugin.common.metrics_server import BoundedWSGIServer, Limits
 
 __all__ = ["MetricsAddressError", "parse_address", "MetricsEndpoint", "serve"]
 
@@ -40,7 +48,7 @@ def parse_address(text: str) -> tuple[str, int]:
 
 @dataclass
 class MetricsEndpoint:
-    server: WSGIServer
+    server: BoundedWSGIServer
     thread: threading.Thread
 
     @property
@@ -54,10 +62,11 @@ class MetricsEndpoint:
         self.thread.join(5.0)
 
 
-def serve(address: str, registry: CollectorRegistry, program: str) -> MetricsEndpoint:
+def serve(address: str, registry: CollectorRegistry, program: str,
+          limits: Limits | None = None) -> MetricsEndpoint:
     """Serve ``registry`` on ``address``; raises MetricsAddressError or OSError (port taken)."""
     host, port = parse_address(address)
-    server, thread = start_http_server(port, host, registry=registry)
+    server, thread = metrics_server.start(host, port, registry, limits)
     endpoint = MetricsEndpoint(server, thread)
     LOG.info("%s: serving Prometheus metrics on %s", program, endpoint.url)
     return endpoint

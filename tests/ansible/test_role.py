@@ -164,7 +164,8 @@ def test_deploys_every_selection_form(deployment: Deployment) -> None:
     dict_pod = _daemonset(apis["dict"])["spec"]["template"]["spec"]
     assert dict_pod["nodeSelector"] == {"gpu.example.com/intel": "yes", "kubernetes.io/arch": "amd64"}
     assert dict_pod["containers"][0]["args"] == ["-shared-dev-num=4", "-allocation-policy=none",
-                                                 "-enable-monitoring", f"-xpumd-endpoint={XPUMD}"]
+                                                 "-enable-monitoring", f"-xpumd-endpoint={XPUMD}",
+                                                 "-xpumd-severity-limit=critical"]
     assert {"name": "xpumdsocket", "mountPath": "/run/xpumd", "readOnly": True} \
         in dict_pod["containers"][0]["volumeMounts"]
     default_pod = _daemonset(apis["defaults"])["spec"]["template"]["spec"]

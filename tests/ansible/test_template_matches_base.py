@@ -152,7 +152,8 @@ BASE_MOUNTS = {"/dev/dri": True, "/sys": True, "/var/lib/kubelet/device-plugins"
 def test_xpumd_overlay_mounts_only_the_socket_dir_read_only() -> None:
     pod, plugin, mounts = _plugin(DEPLOYMENTS / "overlays" / "xpumd")
     assert plugin["args"] == ["-shared-dev-num=1", "-allocation-policy=none",
-                              "-xpumd-endpoint=/run/xpumd/intelxpuinfo.sock"]
+                              "-xpumd-endpoint=/run/xpumd/intelxpuinfo.sock",
+                              "-xpumd-severity-limit=critical"]
     assert "-health-management" not in plugin["args"]  # the plugin refuses both health sources
     assert mounts == BASE_MOUNTS | {"/run/xpumd": True}
     assert plugin["securityContext"] == LEAST_PRIVILEGE
@@ -203,10 +204,12 @@ def test_role_rbac_only_with_the_resource_manager() -> None:
 
 
 def test_role_xpumd_endpoint_mounts_its_directory() -> None:
-    ds = render(bringup_kubemaster_gpu_xpumd_endpoint="/var/run/xpum/health.sock")
+    ds = render(bringup_kubemaster_gpu_xpumd_endpoint="/var/run/xpum/health.sock",
+                bringup_kubemaster_gpu_xpumd_severity_limit="warning")
     pod = ds["spec"]["template"]["spec"]
     (plugin,) = pod["containers"]
-    assert plugin["args"][-1] == "-xpumd-endpoint=/var/run/xpum/health.sock"
+    assert plugin["args"][-2:] == ["-xpumd-endpoint=/var/run/xpum/health.sock",
+                                   "-xpumd-severity-limit=warning"]
     assert {"name": "xpumdsocket", "mountPath": "/var/run/xpum", "readOnly": True} in plugin["volumeMounts"]
     assert {"name": "xpumdsocket", "hostPath": {"path": "/var/run/xpum", "type": "DirectoryOrCreate"}} \
         in pod["volumes"]

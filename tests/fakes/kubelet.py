@@ -123,10 +123,11 @@ class _Endpoint:
                     return
                 self.call = self.client.list_and_watch()
             for response in self.call:
+                received_at = time.monotonic()
                 devices = {d.ID: AdvertisedDevice(d.ID, d.health,
                                                   tuple(n.ID for n in d.topology.nodes) if d.topology else ())
                            for d in response.devices}
-                self.owner._record_devices(self, devices)
+                self.owner._record_devices(self, devices, received_at)
         except (grpc.RpcError, grpc.FutureCancelledError) as err:
             if not self.cancelled:
                 self.owner._record_event(f"{resource}: endpoint {self.registration.endpoint} lost: {err!r}")
@@ -179,6 +180,7 @@ class FakeKubelet:
         self._endpoints: dict[str, _Endpoint] = {}
         self._devices: dict[str, dict[str, AdvertisedDevice]] = {}
         self._updates: dict[str, int] = {}
+        self._updated_at: dict[str, float] = {}  #: resource -> time.monotonic() of its last response
         self._options: dict[str, pb.DevicePluginOptions] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -218,6 +220,7 @@ class FakeKubelet:
             self.generation += 1
             self._devices.clear()
             self._updates.clear()
+            self._updated_at.clear()
             self._options.clear()
         self.start()
 
@@ -280,12 +283,14 @@ class FakeKubelet:
             old.cancel()
         return ""
 
-    def _record_devices(self, endpoint: _Endpoint, devices: dict[str, AdvertisedDevice]) -> None:
+    def _record_devices(self, endpoint: _Endpoint, devices: dict[str, AdvertisedDevice],
+                        received_at: float) -> None:
         resource = endpoint.registration.resource_name
         with self._cond:
             if self._endpoints.get(resource) is not endpoint:
                 return
             self._devices[resource] = devices
+            self._updated_at[resource] = received_at
             self._updates[resource] = self._updates.get(resource, 0) + 1
             self._cond.notify_all()
 
@@ -338,6 +343,11 @@ class FakeKubelet:
         """ListAndWatch responses received for ``resource`` in this generation."""
         with self._cond:
             return self._updates.get(resource, 0)
+
+    def updated_at(self, resource: str) -> float | None:
+        """``time.monotonic()`` when the latest ListAndWatch response for ``resource`` arrived."""
+        with self._cond:
+            return self._updated_at.get(resource)
 
     def options(self, resource: str) -> pb.DevicePluginOptions | None:
         with self._cond:

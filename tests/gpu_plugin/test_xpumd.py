@@ -69,20 +69,20 @@ def service(xpumd: FakeXpumd) -> Iterator[XpumdService]:
 # -- upstream's xpumd_service_test.go ----------------------------------------------------------------
 
 UPSTREAM = [
-    # (id, bdf, severity, reason, healthy)
-    ("TestGetDeviceHealth_Healthy", "0000:03:00.0", OK, "", True),
-    ("TestGetDeviceHealth_Unhealthy", "0000:04:00.0", WARNING, "ecc", False),
-    ("TestGetDeviceHealth_CriticalUnhealthy", "0000:05:00.0", CRITICAL, "pcie-error", False),
-    ("ours: FAILED is unhealthy", "0000:06:00.0", FAILED, "lost", False),
-    ("ours: UNKNOWN is below WARNING", "0000:07:00.0", UNKNOWN, "", True),
+    # (id, bdf, severity, reason, severity limit, healthy)
+    ("TestGetDeviceHealth_Healthy", "0000:03:00.0", OK, "", "critical", True),
+    ("TestGetDeviceHealth_Unhealthy (limit warning)", "0000:04:00.0", WARNING, "ecc", "warning", False),
+    ("TestGetDeviceHealth_CriticalUnhealthy", "0000:05:00.0", CRITICAL, "pcie-error", "critical", False),
+    ("ours: FAILED is unhealthy", "0000:06:00.0", FAILED, "lost", "critical", False),
+    ("ours: UNKNOWN is below WARNING", "0000:07:00.0", UNKNOWN, "", "warning", True),
 ]
 
 
-@pytest.mark.parametrize("bdf,severity,reason,healthy", [c[1:] for c in UPSTREAM],
+@pytest.mark.parametrize("bdf,severity,reason,limit,healthy", [c[1:] for c in UPSTREAM],
                          ids=[c[0] for c in UPSTREAM])
-def test_upstream_get_device_health(bdf: str, severity: int, reason: str, healthy: bool) -> None:
+def test_upstream_get_device_health(bdf: str, severity: int, reason: str, limit: str, healthy: bool) -> None:
     with FakeXpumd(upstream_mock=[create_health_response(bdf, severity, reason)]) as mock:
-        svc = XpumdService(mock.socket_path).start()  # upstream's own timing
+        svc = XpumdService(mock.socket_path, severity_limit=limit).start()  # upstream's own timing
         try:
             assert retrieve_device_health(bdf, svc) is healthy
         finally:
@@ -103,20 +103,21 @@ def test_default_socket_is_upstreams() -> None:
 # -- applyDeviceHealthUpdate --------------------------------------------------------------------------
 
 A, B = "0000:03:00.0", "0000:04:00.0"
-NO_INFO = pb.DeviceHealth(health=[pb.HealthStatus(name="memory", severity=WARNING)])
-NO_PCI = pb.DeviceHealth(info=pb.DeviceInformation(uuid="x"), health=[pb.HealthStatus(severity=WARNING)])
+NO_INFO = pb.DeviceHealth(health=[pb.HealthStatus(name="memory", severity=CRITICAL)])
+NO_PCI = pb.DeviceHealth(info=pb.DeviceInformation(uuid="x"), health=[pb.HealthStatus(severity=CRITICAL)])
 UPDATES = [
     # (id, messages (each a list of devices), expected: bdf -> healthy, None = no data)
     ("all domains ok", [[device(A, ("memory", OK, ""), ("pcie", OK, ""))]], {A: True}),
     ("no health entries is healthy", [[device(A)]], {A: True}),
-    ("one warning among ok domains", [[device(A, ("memory", OK, ""), ("pcie", WARNING, "aer"))]], {A: False}),
+    ("one critical among ok domains", [[device(A, ("memory", OK, ""), ("pcie", CRITICAL, "aer"))]],
+     {A: False}),
     ("two devices in one message", [[device(A, ("memory", OK, "")), device(B, ("soc", CRITICAL, "x"))]],
      {A: True, B: False}),
     ("device without info is skipped", [[NO_INFO]], {A: None}),
     ("device without pci is skipped", [[NO_PCI, device(B)]], {A: None, B: True}),
-    ("a later message replaces the value", [[device(A, ("memory", WARNING, ""))], [device(A)]], {A: True}),
+    ("a later message replaces the value", [[device(A, ("memory", CRITICAL, ""))], [device(A)]], {A: True}),
     ("a device missing from a later message keeps its value (upstream)",
-     [[device(A, ("memory", WARNING, "")), device(B)], [device(B)]], {A: False, B: True}),
+     [[device(A, ("memory", CRITICAL, "")), device(B)], [device(B)]], {A: False, B: True}),
 ]
 
 
@@ -133,6 +134,35 @@ def test_apply_device_health_update(messages: list, expected: dict) -> None:
             assert svc.get_device_health(bdf) is healthy, bdf
 
 
+# -- the severity limit (-xpumd-severity-limit; upstream PR #2318) ----------------------------------
+
+LIMITS = [  # (limit, severity, healthy)
+    ("failed", CRITICAL, True), ("failed", FAILED, False),
+    ("critical", WARNING, True), ("critical", CRITICAL, False), ("critical", FAILED, False),
+    ("warning", OK, True), ("warning", WARNING, False), ("warning", FAILED, False),
+]
+
+
+@pytest.mark.parametrize("limit,severity,healthy", LIMITS,
+                         ids=[f"{lim}-{pb.SeverityLevel.Name(sev)}" for lim, sev, _ in LIMITS])
+def test_severity_limit(limit: str, severity: int, healthy: bool) -> None:
+    svc = XpumdService("/tmp/unused-xpumd.sock", severity_limit=limit)
+    svc.apply_device_health_update([device(A, ("memory", OK, ""), ("memory_ecc", severity, "x"))])
+    assert svc.get_device_health(A) is healthy
+
+
+def test_an_ecc_disabled_warning_does_not_make_the_device_unhealthy_by_default() -> None:
+    """Upstream's default moved from warning to critical: a warning such as "ECC disabled" is no fault."""
+    svc = XpumdService("/tmp/unused-xpumd.sock")
+    svc.apply_device_health_update([device(A, ("memory_ecc", WARNING, "ecc disabled"))])
+    assert svc.get_device_health(A) is True
+
+
+def test_unknown_severity_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown xpumd severity limit 'fatal'"):
+        XpumdService("/tmp/unused-xpumd.sock", severity_limit="fatal")
+
+
 # -- the stream, as xpumd serves it -------------------------------------------------------------------
 
 
@@ -140,7 +170,7 @@ def test_live_updates_flip_health(xpumd: FakeXpumd, service: XpumdService) -> No
     xpumd.wait_for_clients(1)
     with pytest.raises(NoHealthData):  # xpumd has no data yet: it sends nothing
         service.get_device_health(A)
-    xpumd.publish({A: WARNING, B: OK})
+    xpumd.publish({A: CRITICAL, B: OK})
     wait_until(lambda: retrieve_device_health(A, service) is False, what="A unhealthy")
     assert service.get_device_health(B) is True
     xpumd.publish({A: OK, B: OK})
@@ -150,7 +180,7 @@ def test_live_updates_flip_health(xpumd: FakeXpumd, service: XpumdService) -> No
 def test_graceful_restart_reconnects_and_keeps_last_known(
     xpumd: FakeXpumd, service: XpumdService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    xpumd.publish({A: WARNING})
+    xpumd.publish({A: CRITICAL})
     wait_until(lambda: retrieve_device_health(A, service) is False, what="A unhealthy")
     with caplog.at_level(logging.INFO, logger=LOGGER):
         xpumd.stop()  # streams end with OK: the client sees EOF
@@ -186,7 +216,7 @@ def test_keeps_retrying_after_upstreams_connect_attempts(caplog: pytest.LogCaptu
             wait_until(lambda: "upstream gives up here" in caplog.text, what="give-up point passed")
             time.sleep(0.4)  # a few backoff rounds
             fake.start()
-            fake.publish({A: WARNING})
+            fake.publish({A: CRITICAL})
             assert retrieve_device_health(A, svc) is False
         attempts = [r.getMessage() for r in caplog.records if "WatchDeviceHealth attempt" in r.getMessage()]
         assert attempts[:3] == [f"xpumd: WatchDeviceHealth attempt {n}/3 failed (UNAVAILABLE at "
@@ -203,7 +233,7 @@ def test_keeps_retrying_after_upstreams_receive_errors(
 ) -> None:
     """Upstream gives up after maxArbitraryErrors consecutive errors; we go on and recover."""
     xpumd.abort_code = grpc.StatusCode.INTERNAL
-    xpumd.publish({A: WARNING})
+    xpumd.publish({A: CRITICAL})
     svc = XpumdService(xpumd.socket_path, FAST)
     try:
         with caplog.at_level(logging.DEBUG, logger=LOGGER):
@@ -258,12 +288,78 @@ def test_health_source_rules(xpumd: FakeXpumd, caplog: pytest.LogCaptureFixture)
             assert [health(card()) for _ in range(3)] == [Health.HEALTHY] * 3  # no data = no information
             assert health(card(bdf=None)) is Health.HEALTHY
             warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-            assert warnings == [f"xpumd device health retrieval failed: no health data available yet: {A}; "
-                                "treating card0 as healthy"]
-            xpumd.publish({A: WARNING, B: OK})
+            assert warnings == [f"xpumd device health retrieval failed: no health data available yet: {A} "
+                                "(xpumd has sent no health data yet); treating card0 and any other device "
+                                "without xpumd data as healthy (said again in 300 s if still so)"]
+            xpumd.publish({A: CRITICAL, B: OK})
             wait_until(lambda: health(card()) is Health.UNHEALTHY, what="card0 unhealthy")
             assert health(card(B, "card1")) is Health.HEALTHY
         infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO" and "=>" in r.getMessage()]
         assert infos == [f"card0 ({A}): Healthy => Unhealthy"]
     finally:
         health.close()
+
+
+# -- xpumd not ready (issue 21, item 4) ---------------------------------------------------------------
+
+#: upstream's limits already used up and long waits: only the socket watch can make a retry prompt
+SLOW = Timing(connect_attempts_max=0, connect_attempt_interval=30.0, arbitrary_error_delay=30.0,
+              max_arbitrary_errors=0, backoff_cap=300.0)
+
+
+def test_xpumd_appearing_after_a_long_absence_is_used_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeXpumd()  # absent: its socket does not exist yet
+    svc = XpumdService(fake.socket_path, SLOW)
+    try:
+        with caplog.at_level(logging.DEBUG, logger=LOGGER):
+            svc.start()
+            wait_until(lambda: "upstream gives up here" in caplog.text, what="first failed attempt")
+            reason = svc.__dict__.get("not_ready")
+            fake.start()  # the next regular attempt would be 60 s away
+            fake.publish({A: CRITICAL})
+            assert retrieve_device_health(A, svc, timeout=5.0) is False
+        assert f"xpumd: {fake.socket_path} appeared, connecting now" in caplog.text
+        assert (reason, svc.not_ready) == ("is unreachable (UNAVAILABLE)", None)
+    finally:
+        svc.close()
+        fake.close()
+
+
+def test_uninitialised_xpumd_restarting_is_used_as_soon_as_it_streams(
+        xpumd: FakeXpumd, caplog: pytest.LogCaptureFixture) -> None:
+    """xpumd v2 on a Gen9.5 iGPU: it refuses (here FAILED_PRECONDITION), exits, is restarted."""
+    xpumd.abort_code = grpc.StatusCode.FAILED_PRECONDITION
+    health = XpumdHealth(xpumd.socket_path, SLOW)
+    try:
+        with caplog.at_level(logging.DEBUG, logger=LOGGER):
+            health.start()
+            wait_until(lambda: "still retrying" in caplog.text, what="a refused stream")
+        assert health(card()) is Health.HEALTHY  # not ready: no information, the card stays usable
+        xpumd.abort_code = None
+        xpumd.publish({A: CRITICAL})
+        xpumd.restart()  # the restarted xpumd re-creates its socket; the next regular try is 30 s away
+        wait_until(lambda: health(card()) is Health.UNHEALTHY, what="xpumd's data used")
+    finally:
+        health.close()
+
+
+def test_the_reason_xpumd_gives_no_data_is_named(xpumd: FakeXpumd) -> None:
+    xpumd.abort_code = grpc.StatusCode.FAILED_PRECONDITION
+    svc = XpumdService(xpumd.socket_path, SLOW).start()
+    try:
+        wait_until(lambda: svc.not_ready == "refuses the stream (FAILED_PRECONDITION)", what="the reason")
+    finally:
+        svc.close()
+
+
+def test_devices_without_xpumd_data_are_warned_about_once_per_interval_not_per_scan(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [1000.0]
+    health = XpumdHealth("/tmp/absent-xpumd.sock", SLOW, warn_interval=300.0, clock=lambda: now[0])
+    with caplog.at_level(logging.DEBUG, logger=LOGGER):
+        for t in (1000.0, 1000.0, 1299.0, 1300.0, 1301.0, 1600.0):  # scans (two cards each)
+            now[0] = t
+            assert health(card()) is health(card(B, "card1")) is Health.HEALTHY
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 3  # at 1000, 1300 and 1600
+    assert all("treating card0 and any other device without xpumd data as healthy" in w for w in warned)

@@ -62,9 +62,9 @@ def xpumd(short_dir: Path) -> Iterator[FakeXpumd]:
 class Plugin:
     """The plugin (manager + GPU scanner + xpumd health source) in a thread, with a fake kubelet."""
 
-    def __init__(self, base: Path, host: FakeSysfs, xpumd_socket: str) -> None:
+    def __init__(self, base: Path, host: FakeSysfs, xpumd_socket: str, timing: Timing = FAST) -> None:
         self.kubelet = FakeKubelet(base / "kubelet").start()
-        self.health = XpumdHealth(xpumd_socket, FAST).start()
+        self.health = XpumdHealth(xpumd_socket, timing).start()
         config = PluginConfig(sysfs_root=host.sysfs_root, devfs_root=host.devfs_root,
                               kubelet_dir=str(base / "kubelet"), cdi_dir=str(base / "cdi"),
                               scan=gs.ScanOptions(), scan_interval=0.1, use_udev=False)
@@ -98,9 +98,9 @@ HEALTHY = {"card0-0": "Healthy", "card1-0": "Healthy"}
 CARD1_SICK = {"card0-0": "Healthy", "card1-0": "Unhealthy"}
 
 
-def test_warning_marks_the_card_unhealthy_then_it_recovers(plugin: Plugin, xpumd: FakeXpumd) -> None:
+def test_critical_marks_the_card_unhealthy_then_it_recovers(plugin: Plugin, xpumd: FakeXpumd) -> None:
     xpumd.start()
-    xpumd.publish({A: OK, B: WARNING})
+    xpumd.publish({A: OK, B: CRITICAL})
     plugin.wait_for(CARD1_SICK, "card1 Unhealthy")
     assert plugin.kubelet.allocatable(I915) == 1
     with plugin.kubelet.client(I915) as client, pytest.raises(grpc.RpcError, match="card1-0"):
@@ -114,6 +114,25 @@ def test_xpumd_down_means_healthy(plugin: Plugin, xpumd: FakeXpumd) -> None:
     plugin.wait_for(HEALTHY, "both cards advertised")  # xpumd never started
     assert not os.path.exists(xpumd.socket_path) and plugin.health.service._thread is not None
     assert plugin.health.service._thread.is_alive()
+
+
+def test_allocations_go_on_while_xpumd_is_absent_and_its_health_is_used_once_it_appears(
+        short_dir: Path, host: FakeSysfs, xpumd: FakeXpumd) -> None:
+    """xpumd not ready (absent, as when it crash-loops): the cards stay advertised and allocatable;
+    when it appears, its health applies at once although the next regular retry is far away."""
+    slow = Timing(connect_attempts_max=0, connect_attempt_interval=30.0, backoff_cap=300.0)
+    running = Plugin(short_dir, host, xpumd.socket_path, slow)
+    try:
+        running.wait_for(HEALTHY, "both cards advertised while xpumd is absent")
+        with running.kubelet.client(I915) as client:
+            assert client.allocate(["card1-0"]).container_responses[0].devices
+        running.kubelet.wait_for(lambda: running.health.service._connect_failures >= 1,
+                                 what="a failed attempt")
+        xpumd.start()
+        xpumd.publish({A: OK, B: CRITICAL})
+        running.wait_for(CARD1_SICK, "xpumd's health applied")
+    finally:
+        running.close()
 
 
 @pytest.mark.parametrize("graceful", [True, False], ids=["graceful restart (EOF)", "killed (stream error)"])
@@ -136,14 +155,15 @@ def test_xpumd_restart_reestablishes_the_stream(plugin: Plugin, xpumd: FakeXpumd
 
 
 def test_program_with_xpumd_endpoint(short_dir: Path, host: FakeSysfs, xpumd: FakeXpumd) -> None:
-    """``python -m gpu_plugin -xpumd-endpoint SOCK`` (upstream's timing) against the fakes; SIGTERM -> 0."""
+    """``python -m gpu_plugin -xpumd-endpoint SOCK -xpumd-severity-limit warning`` (upstream's
+    timing) against the fakes: a WARNING (healthy by default) marks the card; SIGTERM -> 0."""
     xpumd.start()
     xpumd.publish({A: WARNING, B: OK})
     kubelet = FakeKubelet(short_dir / "kubelet").start()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpu_plugin", "-sysfs-root", host.sysfs_root, "-devfs-root", host.devfs_root,
          "-kubelet-dir", str(short_dir / "kubelet"), "-cdi-dir", str(short_dir / "cdi"),
-         "-scan-interval", "0.2", "-xpumd-endpoint", xpumd.socket_path],
+         "-scan-interval", "0.2", "-xpumd-endpoint", xpumd.socket_path, "-xpumd-severity-limit", "warning"],
         stderr=subprocess.PIPE, text=True)
     try:
         expected = {"card0-0": "Unhealthy", "card1-0": "Healthy"}
@@ -157,7 +177,8 @@ def test_program_with_xpumd_endpoint(short_dir: Path, host: FakeSysfs, xpumd: Fa
             proc.communicate()
         kubelet.stop()
     assert proc.returncode == 0, stderr
-    assert f"xpumd health source requested: {xpumd.socket_path}" in stderr
+    assert f"xpumd health source requested: {xpumd.socket_path} (unhealthy at severity warning and above)" \
+        in stderr
     assert "Traceback" not in stderr
 
 
@@ -168,6 +189,18 @@ def test_parse_xpumd_endpoint() -> None:
     assert (opts.xpumd_endpoint, opts.health_management) == ("/run/xpumd/intelxpuinfo.sock", False)
     with pytest.raises(UsageError, match="^-xpumd-endpoint: unix socket path longer than 107 bytes$"):
         cli.parse(roots + ["-xpumd-endpoint", "/" + "x" * 107])
+
+
+def test_parse_xpumd_severity_limit() -> None:
+    roots = ["-sysfs-root", "/", "-devfs-root", "/"]
+    assert cli.parse(roots).xpumd_severity_limit == "critical"  # upstream's default since PR #2318
+    for value in ("failed", "critical", "warning"):
+        assert cli.parse(roots + [f"-xpumd-severity-limit={value}"]).xpumd_severity_limit == value
+    proc = subprocess.run([sys.executable, "-m", "gpu_plugin", *roots, "--xpumd-severity-limit", "Fatal"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        "intel-gpu-plugin: -xpumd-severity-limit: invalid value 'Fatal', "
+        "valid values: failed, critical, warning"]
 
 
 def test_too_long_endpoint_exits_2_with_one_line() -> None:

@@ -182,7 +182,7 @@ def test_idle_peers_beyond_the_inherited_fd_limit_do_not_shut_out_an_agent(tmp_p
                 peer.recv_multipart()
             client.invoke(METHOD, {"is_admin": True}, host_uuid=HOST_A, device_plugins=["intelgpu"])
             assert api.node_labels("worker-0")["intelgpu"] == "enabled"
-            assert f"Open file limit raised from {LOW_FD_LIMIT}" in proc.log()
+            assert f"Open-file limit raised from {LOW_FD_LIMIT}" in proc.log()
         finally:
             client.close()
             for peer in peers:

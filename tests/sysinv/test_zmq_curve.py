@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -176,21 +175,6 @@ def test_default_bind_address_is_loopback_with_a_hint_to_bind_the_management_add
         assert len(hints) == 1 and "rpc_zeromq_conductor_bind_ip" in hints[0]
     finally:
         conductor_cmd.stop_rpc_servers(servers)
-
-
-def test_conductor_raises_its_open_file_limit_to_the_hard_limit() -> None:
-    """1,024 descriptors were used up by idle peers before an agent could connect."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard <= 512:
-        pytest.skip(f"hard open-file limit {hard} leaves nothing to raise")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
-    try:
-        raised = conductor_cmd.raise_fd_limit()
-        assert raised is not None and raised[0] == 512
-        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == raised[1] > 512
-        assert conductor_cmd.raise_fd_limit() is None
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.parametrize("program", ["conductor", "agent"])

@@ -1,0 +1,6 @@
+"""sysinv.common.constants: the names the plugin uses (values as in sysinv)."""
+APP_APPLY_OP = "apply"
+APP_REMOVE_OP = "remove"
+DOCKER_REGISTRY_HOST = "registry.local"
+DOCKER_REGISTRY_PORT = "9001"
+DOCKER_REGISTRY_SERVER = f"{DOCKER_REGISTRY_HOST}:{DOCKER_REGISTRY_PORT}"
