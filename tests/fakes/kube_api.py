@@ -5,8 +5,9 @@ well enough for the official ``kubernetes`` Python client and ``kubectl apply --
 This module owns the HTTP side: lifecycle, request records, fault injection (error statuses,
 dropped connections, delays; method ``WATCH`` targets watch requests only), streamed watches
 (``?watch=true``, chunked, history and 410 in kube_watch); objects live in kube_store, patch
-rules in kube_semantics. EMULATED, not Kubernetes: no auth, no admission, no OpenAPI, no
-bookmarks. No pytest imports.
+rules in kube_semantics, what is refused in kube_validation. EMULATED, not Kubernetes: no
+auth, no admission, no OpenAPI. tests/kube_contract.py holds the checks this server and the
+real kube-apiserver v1.34.1 both pass. No pytest imports.
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.kube_semantics import ApiError, Obj, route, status_body
+from tests.fakes.kube_semantics import RESOURCES, ApiError, Obj, route, status_body
 from tests.fakes.kube_store import KubeStore
-from tests.fakes.kube_watch import event_line, gone_line
+from tests.fakes.kube_watch import Bookmark, bookmark_line, event_line, gone_line
 
 LOG = logging.getLogger(__name__)
 
@@ -310,14 +311,24 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
             key, subresource = route([p for p in path.split("/") if p])
             if key is None or key[4] or subresource:
                 self._reply(404, status_body(404, "the server could not find the requested resource",
-                                             "NotFound"))
+                                             "NotFound", {}))
                 return
+            version = query.get("resourceVersion", ["0"])[0] or "0"
+            if not version.isdigit():  # the real server: 500 without a reason
+                self._reply(500, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                  "message": f'resourceVersion: Invalid value: "{version[:100]}": '
+                                  f'strconv.ParseUint: parsing "{version[:100]}": invalid syntax',
+                                  "code": 500})
+                return
+            since = int(version)
             try:
-                since = int(query.get("resourceVersion", ["0"])[0] or 0)
                 timeout = float(query.get("timeoutSeconds", ["1800"])[0])
             except ValueError:
-                self._reply(400, status_body(400, "bad resourceVersion or timeoutSeconds", "BadRequest"))
+                self._reply(400, status_body(400, "bad timeoutSeconds", "BadRequest"))
                 return
+            bookmarks = query.get("allowWatchBookmarks", [""])[0] in ("true", "1")
+            kind = RESOURCES[key[:3]][0]
+            api_version = f"{key[0]}/{key[1]}" if key[0] else key[1]
             deadline = time.monotonic() + timeout
             initial, start = api.store.snapshot(key) if since == 0 else ([], since)
             self.send_response(200)
@@ -329,8 +340,13 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                 for obj in initial:
                     self._chunk(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
                 for event in api.store.events.follow(start, lambda k: _same_collection(k, key),
-                                                     deadline):
-                    self._chunk(gone_line(since) if event is None else event_line(event))
+                                                     deadline, bookmarks):
+                    if event is None:
+                        self._chunk(gone_line(since, api.store.events.oldest))
+                    elif isinstance(event, Bookmark):
+                        self._chunk(bookmark_line(event, api_version, kind))
+                    else:
+                        self._chunk(event_line(event))
                 self._chunk(b"")
             except OSError:
                 return

@@ -1,8 +1,10 @@
 """What the emulated Kubernetes API server (tests/fakes/kube_api.py) serves, as pure functions.
 
 The resource table, discovery documents, URL routing, RFC 7386 merge patch, an emulated strategic
-merge patch (deep merge; lists of dicts merged by ``name``), RFC 6902 JSON patch, label selectors
-and Status bodies. EMULATED: no OpenAPI-driven patch strategies, no ``$retainKeys``.
+merge patch (deep merge; lists of dicts merged by ``name``, ``conditions``/``addresses`` by
+``type``, ``finalizers`` as a set with the patch's items first, as kube-apiserver v1.34.1 does),
+RFC 6902 JSON patch, label selectors and Status bodies. EMULATED: no OpenAPI-driven patch
+strategies (the keys above are a fixed table), no ``$retainKeys``.
 """
 from __future__ import annotations
 
@@ -40,17 +42,21 @@ class ApiError(Exception):
                405: "MethodNotAllowed", 409: "AlreadyExists", 415: "UnsupportedMediaType", 422: "Invalid",
                429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
 
-    def __init__(self, code: int, message: str, reason: str = "", details: Obj | None = None) -> None:
+    def __init__(self, code: int, message: str, reason: str | None = None,
+                 details: Obj | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.details = code, message, details
-        self.reason = reason or self.REASONS.get(code, "Unknown")
+        # reason None: the usual one for the code; "" : none at all (some real 500s have none)
+        self.reason = self.REASONS.get(code, "Unknown") if reason is None else reason
 
 
 def status_body(code: int, message: str, reason: str, details: Obj | None = None) -> Obj:
     """A Kubernetes ``Status`` object as the real API server returns for failures."""
     body: Obj = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                  "message": message, "reason": reason, "code": code}
-    if details:
+    if not reason:
+        del body["reason"]
+    if details is not None:
         body["details"] = details
     return body
 
@@ -68,25 +74,35 @@ def merge_patch(target: Any, patch: Any, strategic: bool = False) -> Any:
             continue  # $retainKeys, $patch, $deleteFromPrimitiveList/...: not emulated
         elif value is None:
             result.pop(key, None)
-        elif strategic and _named_dicts(value) and isinstance(result.get(key), list):
-            result[key] = _merge_named(result[key], value, order.get(key))
+        elif strategic and key in SET_LISTS and isinstance(value, list) and isinstance(result.get(key), list):
+            result[key] = list(dict.fromkeys([*value, *result[key]]))  # the patch's first (as real)
+        elif strategic and _named_dicts(value, MERGE_KEYS.get(key, "name")) and \
+                isinstance(result.get(key), list):
+            result[key] = _merge_named(result[key], value, order.get(key), MERGE_KEYS.get(key, "name"))
         else:
             result[key] = merge_patch(result.get(key), value, strategic)
     return result
 
 
-def _named_dicts(items: Any) -> bool:
-    return isinstance(items, list) and bool(items) and all(isinstance(i, dict) and "name" in i for i in items)
+#: list fields merged by another key than ``name`` (patchMergeKey of the Kubernetes types)
+MERGE_KEYS = {"conditions": "type", "addresses": "type"}
+#: lists of strings merged as sets (patchStrategy merge on a primitive list)
+SET_LISTS = frozenset({"finalizers"})
 
 
-def _merge_named(current: list[Any], patch: list[Obj], order: list[Any] | None) -> list[Any]:
-    merged = {i.get("name"): i for i in current if isinstance(i, dict)}
+def _named_dicts(items: Any, key: str = "name") -> bool:
+    return isinstance(items, list) and bool(items) and all(isinstance(i, dict) and key in i for i in items)
+
+
+def _merge_named(current: list[Any], patch: list[Obj], order: list[Any] | None,
+                 key: str = "name") -> list[Any]:
+    merged = {i.get(key): i for i in current if isinstance(i, dict)}
     for item in patch:
         if item.get("$patch") == "delete":
-            merged.pop(item["name"], None)
+            merged.pop(item[key], None)
         else:
-            merged[item["name"]] = merge_patch(merged.get(item["name"]), item, strategic=True)
-    names = [o["name"] for o in order or [] if isinstance(o, dict) and "name" in o]
+            merged[item[key]] = merge_patch(merged.get(item[key]), item, strategic=True)
+    names = [o[key] for o in order or [] if isinstance(o, dict) and key in o]
     names += [n for n in merged if n not in names]
     return [merged[n] for n in names if n in merged]
 

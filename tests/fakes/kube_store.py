@@ -3,6 +3,14 @@
 Owns the objects and the API semantics of one request: GET/list/POST/PUT/PATCH/DELETE with
 Kubernetes' status codes, resourceVersion (a global counter, unchanged by no-op writes), uid and
 generation. Knows nothing of HTTP. EMULATED: see kube_semantics for what patching leaves out.
+
+As kube-apiserver v1.34.1 does (pinned by tests/kube_contract.py on both): a write through the
+main resource of a kind with a status subresource keeps the stored ``status`` and one through
+``/status`` keeps the stored ``spec``; a Lease may be created by PUT and must carry a
+resourceVersion to be updated; a PUT whose body names another object is 400; a Node created
+without ``status.allocatable`` gets its ``capacity``; Status ``details`` name the group only
+when there is one; kube_validation refuses what the real server cannot decode or validate.
+``put_object`` is the tests' back door (like writing etcd): it stores anything, unchecked.
 """
 from __future__ import annotations
 
@@ -25,7 +33,25 @@ from tests.fakes.kube_semantics import (
     merge_patch,
     route,
 )
+from tests.fakes.kube_validation import check, patch_error, storage_error
 from tests.fakes.kube_watch import EventLog
+
+#: kinds whose status is written only through /status (and spec only through the main resource)
+STATUS_SUBRESOURCE = frozenset({("", "v1", "nodes"), ("", "v1", "pods"), ("apps", "v1", "daemonsets"),
+                                ("apps", "v1", "deployments")})
+#: kinds a PUT may create (the Lease strategy's AllowCreateOnUpdate) and that a PUT must not
+#: update without metadata.resourceVersion (AllowUnconditionalUpdate false)
+CREATE_ON_UPDATE = frozenset({("coordination.k8s.io", "v1", "leases")})
+
+
+def resource_name(group: str, plural: str) -> str:
+    """``nodes``, ``leases.coordination.k8s.io``: how Status messages name a resource."""
+    return f"{plural}.{group}" if group else plural
+
+
+def details(name: str, group: str, plural: str) -> Obj:
+    """Status details as the real server writes them (no ``group`` key for the core group)."""
+    return {"name": name, **({"group": group} if group else {}), "kind": plural}
 
 
 class KubeStore:
@@ -117,13 +143,18 @@ class KubeStore:
             return 200, document
         key, subresource = route(parts)
         if key is None:
-            raise ApiError(404, "the server could not find the requested resource")
+            raise ApiError(404, "the server could not find the requested resource", details={})
         group, version, plural, ns, name = key
         kind, namespaced, _ = RESOURCES[(group, version, plural)]
         with self._lock:
+            sent_ns = (body.get("metadata") or {}).get("namespace") if isinstance(body, dict) and \
+                isinstance(body.get("metadata"), dict) else None
+            if method == "POST" and ns and sent_ns and sent_ns != ns:  # checked before the namespace exists
+                raise ApiError(400, "the namespace of the provided object does not match the namespace "
+                               "sent on the request")
             if namespaced and ns and method in ("POST", "PUT", "PATCH") and \
                     ("", "v1", "namespaces", "", ns) not in self._objects:
-                raise ApiError(404, f'namespaces "{ns}" not found')
+                raise ApiError(404, f'namespaces "{ns}" not found', details=details(ns, "", "namespaces"))
             if not name:
                 if method == "GET":
                     return 200, self._list(key, kind, query)
@@ -131,22 +162,39 @@ class KubeStore:
                     return 201, self._create(key, body)
                 raise ApiError(405, f"{method} not allowed on a collection")
             current = self._objects.get(key)
+            if current is None and method == "PUT" and key[:3] in CREATE_ON_UPDATE:
+                new = _checked(body, None, key)
+                check(key, new)
+                return 201, self._save(key, new, None)
             if current is None:
-                raise ApiError(404, f'{plural}{"." + group if group else ""} "{name}" not found',
-                               details={"name": name, "group": group, "kind": plural})
+                raise ApiError(404, f'{resource_name(group, plural)} "{name}" not found',
+                               details=details(name, group, plural))
+            if method in ("GET", "PUT", "PATCH"):
+                corrupt = storage_error(key, current)
+                if corrupt is not None:
+                    raise corrupt
             if method == "GET":
                 return 200, current
             if method == "DELETE":
                 self.delete_object(key)
                 return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                             "details": {"name": name, "group": group, "kind": plural,
+                             "details": {**details(name, group, plural),
                                          "uid": current["metadata"]["uid"]}}
             if method == "PUT":
-                new = _checked(body, current, f"{plural} {name!r}")
+                new = _checked(body, current, key)
             elif method == "PATCH":
-                new = _patched(current, ctype, body, subresource)
+                new = _patched(current, ctype, body, key)
+                undecodable = patch_error(key, new)
+                if undecodable is not None:
+                    raise undecodable
             else:
                 raise ApiError(405, f"{method} not allowed")
+            if key[:3] in STATUS_SUBRESOURCE:
+                kept = "spec" if subresource == "status" else "status"
+                new.pop(kept, None)
+                if kept in current:
+                    new[kept] = copy.deepcopy(current[kept])
+            check(key, new)
             return 200, self._save(key, new, current)
 
     def _list(self, key: Key, kind: str, query: dict[str, list[str]]) -> Obj:
@@ -170,9 +218,14 @@ class KubeStore:
                            "on the request")
         full = key[:4] + (name,)
         if full in self._objects:
-            raise ApiError(409, f'{key[2]}{"." + key[0] if key[0] else ""} "{name}" already exists',
-                           "AlreadyExists", {"name": name, "group": key[0], "kind": key[2]})
-        return self._save(full, copy.deepcopy(body), None)
+            raise ApiError(409, f'{resource_name(key[0], key[2])} "{name}" already exists',
+                           "AlreadyExists", details(name, key[0], key[2]))
+        new = copy.deepcopy(body)
+        check(full, new)
+        if key[:3] == ("", "v1", "nodes") and isinstance(new.get("status"), dict) \
+                and not new["status"].get("allocatable") and new["status"].get("capacity"):
+            new["status"]["allocatable"] = dict(new["status"]["capacity"])  # SetDefaults_NodeStatus
+        return self._save(full, new, None)
 
 
 def _strip_meta(obj: Obj) -> Obj:
@@ -182,17 +235,35 @@ def _strip_meta(obj: Obj) -> Obj:
     return out
 
 
-def _checked(body: Any, current: Obj, what: str) -> Obj:
+def _checked(body: Any, current: Obj | None, key: Key) -> Obj:
+    """A PUT body (or a merge patch) checked against the stored object: same name (400), the
+    resourceVersion it names still current (409), one named at all for kinds that need it (422)."""
+    group, _, plural, _, name = key
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object")
-    sent = body.get("metadata", {}).get("resourceVersion")
+    meta: Obj = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
+    sent_name = meta.get("name")
+    if sent_name is not None and sent_name != name:
+        raise ApiError(400, f"the name of the object ({sent_name}) does not match the name on the URL "
+                       f"({name})")
+    sent = meta.get("resourceVersion")
+    if current is None:
+        return copy.deepcopy(body)
     if sent and sent != current["metadata"]["resourceVersion"]:
-        raise ApiError(409, f"Operation cannot be fulfilled on {what}: the object has been modified; "
-                       "please apply your changes to the latest version and try again", "Conflict")
+        raise ApiError(409, f'Operation cannot be fulfilled on {resource_name(group, plural)} "{name}": '
+                       "the object has been modified; please apply your changes to the latest "
+                       "version and try again", "Conflict", details(name, group, plural))
+    if not sent and key[:3] in CREATE_ON_UPDATE:
+        message = "Invalid value: 0: must be specified for an update"
+        raise ApiError(422, f'{resource_name(group, plural)} "{name}" is invalid: '
+                       f"metadata.resourceVersion: {message}", "Invalid",
+                       {**details(name, group, plural), "causes": [
+                           {"reason": "FieldValueInvalid", "message": message,
+                            "field": "metadata.resourceVersion"}]})
     return copy.deepcopy(body)
 
 
-def _patched(current: Obj, ctype: str, body: Any, subresource: str) -> Obj:
+def _patched(current: Obj, ctype: str, body: Any, key: Key) -> Obj:
     base = ctype.split(";")[0].strip()
     if base == "application/json-patch+json":
         if not isinstance(body, list):
@@ -203,8 +274,10 @@ def _patched(current: Obj, ctype: str, body: Any, subresource: str) -> Obj:
         return result
     if base in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
         if not isinstance(body, dict):
-            raise ApiError(400, "merge patch body must be a JSON object")
-        _checked(body, current, "object")
+            raise ApiError(400, "error decoding patch: json: cannot unmarshal array into Go value of "
+                           "type map[string]interface {}")
+        if isinstance(body.get("metadata"), dict) and body["metadata"].get("resourceVersion"):
+            _checked({"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]}}, current, key)
         new = merge_patch(current, body, strategic=base.startswith("application/strategic"))
         new.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
         return dict(new)

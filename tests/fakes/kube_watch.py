@@ -5,8 +5,11 @@ store's resourceVersion) so a ``?watch=true&resourceVersion=N`` request can be a
 the events after N, then streamed live. Like the real server: a version older than the kept
 history gets an ERROR event with a 410 Status ("too old resource version") inside a 200
 stream; ``compact()`` forgets the history on demand (what etcd compaction does). Watches end
-after ``timeoutSeconds``. EMULATED: no bookmarks, no label/field selectors on watches, no
-``sendInitialEvents``. Objects are stored by reference: the store never mutates a saved object.
+after ``timeoutSeconds``. With ``allowWatchBookmarks`` a BOOKMARK (the kind's apiVersion/kind and
+only ``metadata.resourceVersion``, the latest revision) comes when kube-apiserver v1.34.1's
+watch cache sends one: 2 s before the watch's timeout (none when ``timeoutSeconds`` <= 2) and
+about every minute. EMULATED: no label/field selectors on watches, no ``sendInitialEvents``.
+Objects are stored by reference: the store never mutates a saved object.
 """
 from __future__ import annotations
 
@@ -20,6 +23,15 @@ from dataclasses import dataclass
 from tests.fakes.kube_semantics import Key, Obj, status_body
 
 DEFAULT_HISTORY = 50_000  # events kept; older versions get 410 Gone
+BOOKMARK_EVERY = 60.0  # s between two bookmarks of a watch without a near timeout (the cacher's)
+BOOKMARK_BEFORE_TIMEOUT = 2.0  # s: the last bookmark comes this long before the watch's timeout
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    """A BOOKMARK to send: the revision the watch has reached."""
+
+    revision: int
 
 
 @dataclass(frozen=True)
@@ -58,14 +70,22 @@ class EventLog:
             del self._events[:count]
             self._oldest = max(self._oldest, revision)
 
+    @property
+    def oldest(self) -> int:
+        """The oldest version a watch may start from (older ones get 410)."""
+        with self._cond:
+            return self._oldest
+
     def drop_watches(self) -> None:
         """End every open watch stream (as when an API server instance goes away)."""
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
 
-    def follow(self, since: int, match: Callable[[Key], bool], deadline: float) -> Iterator[Event | None]:
-        """Events after ``since`` matching ``match``, until ``deadline`` (monotonic) or a drop.
+    def follow(self, since: int, match: Callable[[Key], bool], deadline: float,
+               bookmarks: bool = False) -> Iterator[Event | Bookmark | None]:
+        """Events after ``since`` matching ``match``, until ``deadline`` (monotonic) or a drop;
+        with ``bookmarks``, a Bookmark when the real server's watch cache would send one.
 
         Yields None once when ``since`` is older than the history (the caller sends 410).
         """
@@ -75,17 +95,27 @@ class EventLog:
                 yield None
                 return
         last = since
+        now = time.monotonic()
+        next_bookmark = min(now + BOOKMARK_EVERY, deadline - BOOKMARK_BEFORE_TIMEOUT) \
+            if bookmarks else float("inf")
+        if next_bookmark <= now:
+            next_bookmark = float("inf")
         while True:
             with self._cond:
                 start = bisect.bisect_right(self._events, last, key=lambda e: e.revision)
-                batch = [e for e in self._events[start:] if match(e.key)]
+                batch: list[Event | Bookmark] = [e for e in self._events[start:] if match(e.key)]
                 if self._events:
                     last = max(last, self._events[-1].revision)
+                now = time.monotonic()
+                if now >= next_bookmark:
+                    batch.append(Bookmark(last))
+                    following = min(now + BOOKMARK_EVERY, deadline - BOOKMARK_BEFORE_TIMEOUT)
+                    next_bookmark = following if following > now else float("inf")
                 if not batch:
-                    remaining = deadline - time.monotonic()
+                    remaining = deadline - now
                     if remaining <= 0 or generation != self._generation:
                         return
-                    self._cond.wait(min(remaining, 0.5))
+                    self._cond.wait(max(0.0, min(remaining, next_bookmark - now, 0.5)))
                     continue
             yield from batch
             with self._cond:
@@ -98,6 +128,15 @@ def event_line(event: Event) -> bytes:
     return json.dumps({"type": event.kind, "object": event.obj}).encode() + b"\n"
 
 
-def gone_line(since: int) -> bytes:
-    status = status_body(410, f"too old resource version: {since}", "Expired")
+def bookmark_line(bookmark: Bookmark, api_version: str, kind: str) -> bytes:
+    """A BOOKMARK event: an object of the watched kind holding only its resourceVersion."""
+    obj = {"kind": kind, "apiVersion": api_version,
+           "metadata": {"resourceVersion": str(bookmark.revision)}}
+    return json.dumps({"type": "BOOKMARK", "object": obj}).encode() + b"\n"
+
+
+def gone_line(since: int, oldest: int) -> bytes:
+    """The ERROR event of a watch from a version older than the history (kube-apiserver's
+    watch cache names the oldest version it still has in parentheses)."""
+    status = status_body(410, f"too old resource version: {since} ({oldest})", "Expired")
     return json.dumps({"type": "ERROR", "object": status}).encode() + b"\n"

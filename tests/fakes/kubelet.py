@@ -3,14 +3,20 @@
 Real grpcio on real unix sockets: a ``Registration`` server on ``<dir>/kubelet.sock`` records
 every RegisterRequest, then — like kubelet — dials the plugin's endpoint in the same dir, asks
 GetDevicePluginOptions and keeps a ListAndWatch stream open, remembering the latest device list
-per resource.  ``restart()`` wipes ``*.sock`` as kubelet does on start.  Emulated, not real:
-no pods, no checkpoint, no grace period (a plugin whose stream ends is marked all-Unhealthy).
+per resource.  As kubelet v1.34.1 does (pinned by tests/kubelet_contract.py on both): Register
+answers only once the endpoint was dialed (up to ``dial_timeout``, kubelet's 10 s) and asked its
+options, so a registration of an endpoint nobody serves fails; every refusal is a plain error
+(gRPC UNKNOWN) with kubelet's message; the endpoint is joined to the dir as Go's filepath.Join
+does; ``restart()`` removes the sockets in the dir (by file type, whatever their name) but no
+other file.  Emulated, not real: no pods, no checkpoint, no grace period (a plugin whose stream
+ends is marked all-Unhealthy).
 No pytest imports: usable from fixtures and from ``python -m tests.fakes.kubelet DIR``.
 """
 from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -26,6 +32,7 @@ from gpu_plugin.deviceplugin._api import api_pb2 as pb
 from gpu_plugin.deviceplugin._api import api_pb2_grpc as pb_grpc
 
 SUPPORTED_VERSION = "v1beta1"
+DIAL_TIMEOUT = 10.0  # s: kubelet's dial of a registering plugin (grpc.WithBlock, 10 s)
 
 
 @dataclass(frozen=True)
@@ -96,12 +103,12 @@ class PluginClient:
 
 
 class _Endpoint:
-    """kubelet's side of one registered plugin: the ListAndWatch reader thread."""
+    """kubelet's side of one registered plugin (dialed, options known): the ListAndWatch reader."""
 
-    def __init__(self, owner: FakeKubelet, registration: Registration) -> None:
+    def __init__(self, owner: FakeKubelet, registration: Registration, client: PluginClient) -> None:
         self.owner = owner
         self.registration = registration
-        self.client = PluginClient(owner.kubelet_dir / registration.endpoint)
+        self.client = client
         self.call: Any = None
         self.cancelled = False
         self.thread = threading.Thread(target=self._run, daemon=True,
@@ -111,14 +118,6 @@ class _Endpoint:
     def _run(self) -> None:
         resource = self.registration.resource_name
         try:
-            # kubelet dials the endpoint and asks its options first (wait_for_ready: the plugin
-            # may still be coming up; channel_ready_future is avoided, it polls at 200 ms).
-            with self.owner._cond:
-                if self.cancelled:
-                    return
-                self.call = self.client.stub.GetDevicePluginOptions.future(
-                    pb.Empty(), timeout=10, wait_for_ready=True)
-            self.owner._record_options(resource, self.call.result())
             with self.owner._cond:
                 if self.cancelled:
                     return
@@ -149,8 +148,8 @@ class _Registrar(pb_grpc.RegistrationServicer):
 
     def Register(self, request: pb.RegisterRequest, context: grpc.ServicerContext) -> pb.Empty:
         error = self.owner._register(request)
-        if error:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+        if error:  # kubelet returns a Go error: gRPC status UNKNOWN
+            context.abort(grpc.StatusCode.UNKNOWN, error)
         if self.owner.before_reply is not None:
             self.owner.before_reply(request.resource_name)
         return pb.Empty()
@@ -166,9 +165,11 @@ class FakeKubelet:
     """
 
     def __init__(self, kubelet_dir: str | os.PathLike[str], socket_name: str = "kubelet.sock", *,
-                 before_reply: Callable[[str], None] | None = None) -> None:
+                 before_reply: Callable[[str], None] | None = None,
+                 dial_timeout: float = DIAL_TIMEOUT) -> None:
         self.kubelet_dir = Path(kubelet_dir)
         self.before_reply = before_reply
+        self.dial_timeout = dial_timeout
         self.socket_path = self.kubelet_dir / socket_name
         self.generation = 0
         self._cond = threading.Condition(threading.RLock())
@@ -206,10 +207,15 @@ class FakeKubelet:
             endpoint.thread.join(5)
 
     def restart(self) -> None:
-        """Like a kubelet restart: stop, delete every ``*.sock`` in the dir, start afresh."""
+        """Like a kubelet restart: stop, delete every socket in the dir (kubelet's
+        CleanupPluginDirectory: sockets by file type, other files kept), start afresh."""
         self.stop()
-        for sock in self.kubelet_dir.glob("*.sock"):
-            sock.unlink(missing_ok=True)
+        for path in self.kubelet_dir.iterdir():
+            try:
+                if stat.S_ISSOCK(path.stat().st_mode):
+                    path.unlink()
+            except FileNotFoundError:
+                continue
         with self._cond:
             self.generation += 1
             self._devices.clear()
@@ -237,34 +243,45 @@ class FakeKubelet:
 
     # -- called from gRPC threads ---------------------------------------------------------------
     def _register(self, request: pb.RegisterRequest) -> str:
+        """kubelet's Register: check, dial the endpoint, ask its options, then accept ("" ) or
+        return kubelet's error text."""
         if request.version != SUPPORTED_VERSION:
-            error = f"Unsupported version {request.version!r}, expected {SUPPORTED_VERSION}"
+            error = (f"requested API version {_go_quote(request.version)} is not supported by kubelet. "
+                     f'Supported version is ["{SUPPORTED_VERSION}"]')
         elif "/" not in request.resource_name or request.resource_name.startswith("kubernetes.io/"):
-            error = f"invalid extended resource name {request.resource_name!r}"
-        elif "/" in request.endpoint or not request.endpoint:
-            error = f"endpoint {request.endpoint!r} must be a file name in {self.kubelet_dir}"
+            error = f"the ResourceName {_go_quote(request.resource_name)} is invalid"
         else:
             error = ""
+        client: PluginClient | None = None
+        if not error:
+            # filepath.Join(socketDir, endpoint): cleaned, never absolute on its own
+            client = PluginClient(os.path.normpath(f"{self.kubelet_dir}/{request.endpoint}"))
+            try:
+                options = client.stub.GetDevicePluginOptions(pb.Empty(), timeout=self.dial_timeout,
+                                                              wait_for_ready=True)
+            except grpc.RpcError as err:
+                client.close()
+                client = None
+                error = ("failed to dial device plugin: context deadline exceeded"
+                         if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED else
+                         f"failed to get device plugin options: {err.details()}")
         with self._cond:
-            if error:
+            if error or client is None:
                 self._rejected.append(error)
                 self._cond.notify_all()
                 return error
+            self._options[request.resource_name] = options
             reg = Registration(request.version, request.endpoint, request.resource_name,
                                request.options.pre_start_required,
                                request.options.get_preferred_allocation_available,
                                self.generation, time.monotonic())
             self._registrations.append(reg)
             old = self._endpoints.pop(reg.resource_name, None)
-            self._endpoints[reg.resource_name] = _Endpoint(self, reg)
+            self._endpoints[reg.resource_name] = _Endpoint(self, reg, client)
             self._cond.notify_all()
         if old is not None:
             old.cancel()
         return ""
-
-    def _record_options(self, resource: str, options: pb.DevicePluginOptions) -> None:
-        with self._cond:
-            self._options[resource] = options
 
     def _record_devices(self, endpoint: _Endpoint, devices: dict[str, AdvertisedDevice],
                         received_at: float) -> None:
@@ -358,6 +375,11 @@ class FakeKubelet:
         if not regs:
             raise LookupError(f"fake kubelet: {resource} never registered")
         return PluginClient(self.kubelet_dir / regs[-1].endpoint)
+
+
+def _go_quote(text: str) -> str:
+    """``%q`` of Go's fmt for the plain text a plugin sends (enough for an error message)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def main(argv: Iterable[str] | None = None) -> int:

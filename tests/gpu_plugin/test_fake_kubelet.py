@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,40 +33,51 @@ def register(kubelet: FakeKubelet, **fields: str) -> None:
         pb_grpc.RegistrationStub(channel).Register(pb.RegisterRequest(**request), timeout=5)
 
 
+# kubelet v1.34.1's messages; its errors reach the plugin as gRPC UNKNOWN (plain Go errors)
 @pytest.mark.parametrize("fields,needle", [
-    ({"version": "v1alpha"}, "Unsupported version"),
-    ({"resource_name": "widget"}, "invalid extended resource name"),
-    ({"resource_name": "kubernetes.io/widget"}, "invalid extended resource name"),
-    ({"endpoint": "/abs/x.sock"}, "must be a file name"),
+    ({"version": "v1alpha"}, 'requested API version "v1alpha" is not supported by kubelet'),
+    ({"resource_name": "widget"}, 'the ResourceName "widget" is invalid'),
+    ({"resource_name": "kubernetes.io/widget"}, 'the ResourceName "kubernetes.io/widget" is invalid'),
+    ({"endpoint": "/abs/x.sock"}, "failed to dial device plugin"),
 ], ids=["bad-version", "no-namespace", "kubernetes-namespace", "path-endpoint"])
 def test_bad_registration_is_rejected(kdir: Path, fields, needle) -> None:
-    with FakeKubelet(kdir) as kubelet:
+    with FakeKubelet(kdir, dial_timeout=0.5) as kubelet:
         with pytest.raises(grpc.RpcError) as err:
             register(kubelet, **fields)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.code() == grpc.StatusCode.UNKNOWN
         assert needle in err.value.details()
         assert kubelet.registrations == [] and needle in kubelet.rejected[0]
 
 
-def test_registration_of_absent_endpoint_is_recorded_without_devices(kdir: Path) -> None:
-    with FakeKubelet(kdir) as kubelet:
-        register(kubelet)
-        reg = kubelet.wait_for_registration("example.com/x")
-        assert reg.endpoint == "x.sock" and reg.generation == 0
-        assert kubelet.devices("example.com/x") == {}
-        with pytest.raises(TimeoutError, match="never"):
-            kubelet.wait_for(lambda: kubelet.allocatable("example.com/x") > 0, timeout=0.1, what="never")
+def test_registration_of_an_endpoint_nobody_serves_fails_after_the_dial_timeout(kdir: Path) -> None:
+    """kubelet dials the endpoint (10 s) before it answers Register; it was once accepted."""
+    with FakeKubelet(kdir, dial_timeout=0.5) as kubelet:
+        with pytest.raises(grpc.RpcError) as err:
+            register(kubelet)
+        assert err.value.code() == grpc.StatusCode.UNKNOWN
+        assert err.value.details() == "failed to dial device plugin: context deadline exceeded"
+        assert kubelet.registrations == [] and kubelet.devices("example.com/x") == {}
 
 
 def test_restart_wipes_sockets_only_and_bumps_generation(kdir: Path) -> None:
-    (kdir / "other.sock").touch()
+    """kubelet removes the sockets of its dir by file type: a socket of any name goes, a
+    regular file named *.sock stays (the fake once went by name)."""
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(kdir / "stale-plugin"))
+    (kdir / "note.sock").touch()
     (kdir / "kubelet_internal_checkpoint").write_text("{}")
     with FakeKubelet(kdir) as kubelet:
         kubelet.restart()
         assert kubelet.generation == 1
-        assert sorted(p.name for p in kdir.iterdir()) == ["kubelet.sock", "kubelet_internal_checkpoint"]
-        register(kubelet)
-        assert kubelet.wait_for_registration("example.com/x").generation == 1
+        assert sorted(p.name for p in kdir.iterdir()) == ["kubelet.sock", "kubelet_internal_checkpoint",
+                                                          "note.sock"]
+        srv = DevicePluginServer("example.com", "x", kdir)
+        srv.update({"x0": api.DeviceInfo()})
+        srv.start()
+        try:
+            assert kubelet.wait_for_registration("example.com/x").generation == 1
+        finally:
+            srv.stop()
 
 
 def test_tracks_devices_and_marks_them_unhealthy_when_plugin_goes(kdir: Path) -> None:
