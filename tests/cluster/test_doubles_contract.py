@@ -42,15 +42,8 @@ def _b64(text: str) -> str:
 
 
 def restart_apiserver(cluster: LocalCluster) -> None:
-    """Stop kube-apiserver and start it again on the same port and etcd (waits for /readyz).
-    LocalCluster has no public call for it (asked of the lead): its own start step is reused."""
-    restart = getattr(cluster, "restart_apiserver", None)
-    if restart is not None:
-        restart()
-        return
-    program = cluster.programs.pop("kube-apiserver")
-    program.stop()
-    cluster._start_apiserver()
+    """Stop kube-apiserver and start it again on the same port and etcd (waits for /readyz)."""
+    cluster.restart_apiserver()
 
 
 def real_too_old_version(cluster: LocalCluster, target: Target) -> str:
