@@ -23,7 +23,7 @@ from typing import Any
 
 from demo import kube
 from demo.flow import BIN, REPO, Flow, StepFailed, _flag_int
-from demo.machine import GPUS, LABEL, expected_resources
+from demo.machine import LABEL, expected_resources
 from localcluster import LocalCluster
 
 KUBECTL = shutil.which("kubectl", path=f"/usr/bin{os.pathsep}{os.environ.get('PATH', '')}") or "kubectl"
@@ -101,18 +101,9 @@ class ClusterFlow(Flow):
         return (f"{cluster.api_url}: kube-apiserver {info['kubeletVersion']}, node {self.node} Ready, "
                 f"systemUUID {info['systemUUID']}, runtime {info['containerRuntimeVersion']}")
 
-    # -- 2. the machine ----------------------------------------------------------------------
-    def make_sysfs(self) -> str:
-        from tests.fakes.sysfs import FakeSysfs  # test double, EMULATED machine
-
-        self.sysfs = FakeSysfs(self.root)
-        for gpu in GPUS:
-            self.sysfs.add_gpu(bdf=gpu.bdf, card=gpu.card, render=gpu.render, driver=gpu.driver,
-                               vfs=gpu.vfs, vendor=gpu.vendor, pci_class=gpu.pci_class)
-        self.sysfs_root, self.devfs_root = Path(self.sysfs.sysfs_root), Path(self.sysfs.devfs_root)
-        self.sysfs.set_product_uuid(self._cluster.system_uuid)
-        desc = ", ".join(f"{g.bdf} {g.driver}" + (f" ({g.vfs} VFs)" if g.vfs else "") for g in GPUS)
-        return f"{desc}; DMI product_uuid {self._cluster.system_uuid} (the node's systemUUID)"
+    # -- 2. the machine: Flow.make_sysfs with the real node's systemUUID -------------------
+    def host_uuid(self) -> str:
+        return self._cluster.system_uuid
 
     # -- 3. the conductor's identity ---------------------------------------------------------
     def conductor_identity(self) -> str:
@@ -162,11 +153,7 @@ class ClusterFlow(Flow):
         took = time.monotonic() - start
         containers = {c["name"]: c for c in self.plugin_pod["spec"]["containers"]}
         container = self.plugin_pod["spec"]["containers"][0]
-        overrides = {"sysfs-root": str(self.sysfs_root), "devfs-root": str(self.devfs_root),
-                     "kubelet-dir": str(self._cluster.device_plugin_dir), "cdi-dir": str(self.root / "cdi"),
-                     "metrics-address": "127.0.0.1:0"}
-        if self.scan_interval is not None:
-            overrides["scan-interval"] = str(self.scan_interval)
+        overrides = self.plugin_overrides(self._cluster.device_plugin_dir)
         sidecar = containers.get("intel-gpu-levelzero")
         if sidecar is not None:  # the pod's health sidecar, on the same fake sysfs
             self.levelzero_socket.parent.mkdir(parents=True, exist_ok=True)

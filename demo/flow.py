@@ -128,6 +128,10 @@ class Flow:
         self.in_process = self.kubelet = self.kube_api = None
 
     # -- 1. the machine ----------------------------------------------------------------------
+    def host_uuid(self) -> str:
+        """The machine's DMI product_uuid (the node's systemUUID)."""
+        return HOST_UUID
+
     def make_sysfs(self) -> str:
         from tests.fakes.sysfs import FakeSysfs  # test double, EMULATED machine
 
@@ -136,9 +140,9 @@ class Flow:
             self.sysfs.add_gpu(bdf=gpu.bdf, card=gpu.card, render=gpu.render, driver=gpu.driver,
                                vfs=gpu.vfs, vendor=gpu.vendor, pci_class=gpu.pci_class)
         self.sysfs_root, self.devfs_root = Path(self.sysfs.sysfs_root), Path(self.sysfs.devfs_root)
-        self.sysfs.set_product_uuid(HOST_UUID)
+        self.sysfs.set_product_uuid(self.host_uuid())
         desc = ", ".join(f"{g.bdf} {g.driver}" + (f" ({g.vfs} VFs)" if g.vfs else "") for g in GPUS)
-        return f"{desc}; DMI product_uuid {HOST_UUID}"
+        return f"{desc}; DMI product_uuid {self.host_uuid()}"
 
     # -- 2. the cluster ----------------------------------------------------------------------
     def start_kube_api(self) -> str:
@@ -284,12 +288,7 @@ class Flow:
         if not selector or not kube.selector_matches(selector, labels):
             raise StepFailed(f"DaemonSet nodeSelector {selector} does not match node labels {labels}")
         container = kube.plugin_container(self.daemonset)
-        overrides = {"sysfs-root": str(self.sysfs_root), "devfs-root": str(self.devfs_root),
-                     "kubelet-dir": str(self.kubelet_dir), "cdi-dir": str(self.root / "cdi"),
-                     "metrics-address": "127.0.0.1:0"}
-        if self.scan_interval is not None:
-            overrides["scan-interval"] = str(self.scan_interval)
-        args = kube.local_args(list(container.get("args") or []), overrides)
+        args = kube.local_args(list(container.get("args") or []), self.plugin_overrides(self.kubelet_dir))
         self.shared_dev_num = _flag_int(args, "shared-dev-num", 1)
         self.kubelet = FakeKubelet(self.kubelet_dir)
         self.kubelet.start()
@@ -298,6 +297,15 @@ class Flow:
         self._require_alive(self.plugin)
         shown = " ".join(args).replace(str(self.root), "$WORK")
         return f"nodeSelector {selector} matches; intel-gpu-plugin pid {self.plugin.pid} {shown}"
+
+    def plugin_overrides(self, kubelet_dir: Path) -> dict[str, str]:
+        """The plugin's path flags pointed at this run's sysfs/devfs and kubelet dir."""
+        overrides = {"sysfs-root": str(self.sysfs_root), "devfs-root": str(self.devfs_root),
+                     "kubelet-dir": str(kubelet_dir), "cdi-dir": str(self.root / "cdi"),
+                     "metrics-address": "127.0.0.1:0"}
+        if self.scan_interval is not None:
+            overrides["scan-interval"] = str(self.scan_interval)
+        return overrides
 
     # -- 8. kubelet sees the resources -------------------------------------------------------
     def wait_allocatable(self, expected: dict[str, int] | None = None, timeout: float = 30) -> str:
