@@ -22,7 +22,10 @@ test: venv
 	@if command -v go >/dev/null; then ./scripts/build-helm.sh >/dev/null; \
 	else echo "make test: Go not installed: the Helm chart's tests will skip"; fi
 	./scripts/ensure-services.sh
-	$(PY) -m pytest -q
+	@# two workers (the machine's 2 cores), each test file on one worker (the ordered whole-flow
+	@# steps share a module fixture); a short base temp dir keeps unix socket paths < 108 bytes
+	bt=$$(mktemp -d /tmp/pt-XXXXXX); $(PY) -m pytest -q -n 2 --dist loadfile --basetemp=$$bt; \
+	rc=$$?; rm -rf $$bt; exit $$rc
 
 # The real local Kubernetes (v1.34.1 + etcd + fake CRI), built from Go modules into
 # ~/.cache/stx-intel-gpu/kube (outside the clone; a second run takes seconds).

@@ -111,10 +111,12 @@ class RecordingPlugin(pb_grpc.DevicePluginServicer):
     def ListAndWatch(self, request: pb.Empty,
                      context: grpc.ServicerContext) -> Iterator[pb.ListAndWatchResponse]:
         self._record("ListAndWatch")
-        yield pb.ListAndWatchResponse(devices=[pb.Device(ID="dev0", health="Healthy")])
-        while context.is_active() and not self._stopped.is_set():
-            time.sleep(0.05)
-        self._record("ListAndWatch ended")
+        try:
+            yield pb.ListAndWatchResponse(devices=[pb.Device(ID="dev0", health="Healthy")])
+            while context.is_active() and not self._stopped.is_set():
+                time.sleep(0.05)
+        finally:  # also when kubelet cancels before gRPC asks for the next item (GeneratorExit)
+            self._record("ListAndWatch ended")
 
     def GetPreferredAllocation(self, request: Any,
                                context: grpc.ServicerContext) -> pb.PreferredAllocationResponse:
