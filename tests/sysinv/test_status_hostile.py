@@ -8,7 +8,6 @@ The misbehaving servers are plain sockets of this module: one that accepts and n
 that answers whatever body it is given."""
 from __future__ import annotations
 
-import resource
 import socket
 import subprocess
 import sys
@@ -30,13 +29,12 @@ HOST = "4c4c4544-0042-3510-8052-b4c04f4e4b32"
 MEMORY_CAP = 1 << 30
 
 
-def _cap_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-
 def _status(config: Path, *args: str, timeout: float = 40) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([STATUS, "--config-file", str(config), *args], capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=_cap_memory)
+    # the memory cap through prlimit(1), not a preexec_fn: that forces a fork() of this test
+    # process, and grpc's fork handlers (grpc is loaded by other tests in the same worker) then
+    # abort the child before exec ("epoll_wait error: Bad file descriptor", exit -6)
+    return subprocess.run(["prlimit", f"--as={MEMORY_CAP}", "--", STATUS, "--config-file", str(config),
+                           *args], capture_output=True, text=True, timeout=timeout)
 
 
 def _one_line_exit_3(result: subprocess.CompletedProcess[str], needle: str) -> None:
