@@ -30,7 +30,9 @@ def _upgrade(url: str, barrier: object, errors: object) -> None:
 
 
 def _race(url: str) -> list[str]:
-    ctx = multiprocessing.get_context("fork")
+    # forkserver, not fork: a fork of this test worker (grpc loaded by other tests in it) can be
+    # aborted by grpc's fork handlers; the fork server is a fresh interpreter without grpc
+    ctx = multiprocessing.get_context("forkserver")
     barrier, errors = ctx.Barrier(PROCESSES), ctx.Queue()
     procs = [ctx.Process(target=_upgrade, args=(url, barrier, errors)) for _ in range(PROCESSES)]
     for proc in procs:
