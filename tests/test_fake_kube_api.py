@@ -306,3 +306,25 @@ def test_demo_entry_point_serves_until_interrupted(tmp_path: Path) -> None:
             if proc.poll() is None:  # never leave it running
                 proc.kill()
                 proc.wait()
+
+
+def test_connection_stays_usable_after_a_watch_ends_as_on_kube_apiserver(api: FakeKubeAPI) -> None:
+    """kube-apiserver keeps an HTTP/1.1 connection open after a watch stream's last chunk; the
+    fake closed it without "Connection: close", so a client reusing it from its pool got
+    RemoteDisconnected on its next request (seen once in the contract suite)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(api.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.request("GET", "/api/v1/nodes?watch=true&resourceVersion=0&timeoutSeconds=1")
+        watch = conn.getresponse()
+        assert watch.status == 200
+        watch.read()  # to the stream's end (the watch's timeout)
+        assert watch.getheader("Connection", "").lower() != "close"
+        conn.request("GET", "/api/v1/nodes")  # the same connection, as a pooled client would
+        listed = conn.getresponse()
+        assert listed.status == 200 and json.loads(listed.read())["kind"] == "NodeList"
+    finally:
+        conn.close()

@@ -335,7 +335,9 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.close_connection = True
+            # the connection stays open after the stream's last chunk, as kube-apiserver's does
+            # (HTTP/1.1 keep-alive): closing it without "Connection: close" let a client reuse it
+            # from its pool and fail with RemoteDisconnected on its next request
             try:
                 for obj in initial:
                     self._chunk(json.dumps({"type": "ADDED", "object": obj}).encode() + b"\n")
@@ -348,7 +350,8 @@ def _make_handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
                     else:
                         self._chunk(event_line(event))
                 self._chunk(b"")
-            except OSError:
+            except OSError:  # the client went away mid-stream
+                self.close_connection = True
                 return
 
         def _chunk(self, data: bytes) -> None:
