@@ -377,9 +377,7 @@ class LocalCluster:
 
     def restart_kubelet(self) -> None:
         """Stop kubelet and start it again (it wipes its device-plugins dir, as a real restart does)."""
-        program = self.programs.pop("kubelet", None)
-        if program is not None:
-            program.stop()
+        self.stop_kubelet()
         self._start_kubelet()
         self.wait_node_ready()
 
