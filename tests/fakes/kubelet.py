@@ -161,14 +161,17 @@ class FakeKubelet:
     Thread-safe; every query reflects the current generation (bumped by ``restart()``), while
     ``registrations`` keeps the whole history.  ``before_reply(resource)``, if set, runs after a
     registration is accepted (its stream already being opened, as kubelet does) and before the
-    plugin gets the reply: a test can act in that window.
+    plugin gets the reply: a test can act in that window.  ``before_dial(resource)``, if set,
+    runs when a Register arrives, before kubelet dials the plugin's endpoint.
     """
 
     def __init__(self, kubelet_dir: str | os.PathLike[str], socket_name: str = "kubelet.sock", *,
                  before_reply: Callable[[str], None] | None = None,
+                 before_dial: Callable[[str], None] | None = None,
                  dial_timeout: float = DIAL_TIMEOUT) -> None:
         self.kubelet_dir = Path(kubelet_dir)
         self.before_reply = before_reply
+        self.before_dial = before_dial
         self.dial_timeout = dial_timeout
         self.socket_path = self.kubelet_dir / socket_name
         self.generation = 0
@@ -253,6 +256,8 @@ class FakeKubelet:
         else:
             error = ""
         client: PluginClient | None = None
+        if not error and self.before_dial is not None:
+            self.before_dial(request.resource_name)
         if not error:
             # filepath.Join(socketDir, endpoint): cleaned, never absolute on its own
             client = PluginClient(os.path.normpath(f"{self.kubelet_dir}/{request.endpoint}"))

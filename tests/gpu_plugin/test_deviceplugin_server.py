@@ -335,6 +335,28 @@ def test_reregisters_after_kubelet_restart(kubelet: FakeKubelet, make_server, us
     assert len(kubelet.registrations) == 3
 
 
+@pytest.mark.parametrize("use_inotify", [True, False], ids=["inotify", "polling"])
+def test_own_socket_removed_while_registering_is_served_again_at_once(kdir: Path, make_server,
+                                                                      use_inotify) -> None:
+    """A kubelet restart that wipes the plugin's socket between the plugin's last look and its
+    Register: kubelet's Register dials that socket (10 s, retrying). The plugin cancels the call
+    and serves again, so kubelet's dial finds the socket; it used to wait out its own 5 s
+    Register timeout first while kubelet's dial failed (seen once in CI)."""
+    wiped: list[int] = []
+
+    def wipe_plugin_socket(resource: str) -> None:
+        if not wiped:
+            wiped.append(1)
+            (kdir / ENDPOINT).unlink()
+
+    with FakeKubelet(kdir, before_dial=wipe_plugin_socket) as kubelet:
+        srv = make_server(use_inotify=use_inotify, poll_interval=0.05, register_timeout=30.0)
+        kubelet.wait_for_registration(RES, timeout=10)
+        kubelet.wait_for(lambda: kubelet.allocatable(RES) == 2)
+        assert wiped and kubelet.rejected == []  # kubelet's dial did not fail
+        assert srv.wait_registered(10) and srv.last_error is None
+
+
 def test_reregisters_when_only_kubelet_sock_is_recreated(kdir: Path, make_server) -> None:
     srv = make_server()
     with FakeKubelet(kdir) as first:

@@ -109,10 +109,13 @@ def test_agent_conductor_flow(tmp_path: Path, fake_kube: FakeKubeAPI, kubeconfig
                                           ["--config-file", str(conductor_conf)],
                                           tmp_path / "conductor.log").start()
         assert rabbit.wait_for(lambda: _label(fake_kube) == "enabled", 30), logs()
+        # restored by the new conductor itself: its first node LIST (cache) or its audit. The
+        # conductor logs after the API server has the patch, so the label can be seen first.
+        restored = re.compile(r"Node worker-0 \(host \S+, (watch|audit)\): labels set "
+                              r"\{'intelgpu': 'enabled'\}")
+        assert rabbit.wait_for(lambda: restored.search(conductor.log()[conductor_log_before:]), 10), \
+            conductor.log()[conductor_log_before:]
         restarted_log = conductor.log()[conductor_log_before:]
-        # restored by the new conductor itself: its first node LIST (cache) or its audit
-        assert re.search(r"Node worker-0 \(host \S+, (watch|audit)\): labels set "
-                         r"\{'intelgpu': 'enabled'\}", restarted_log), restarted_log
         assert ", report): labels set" not in restarted_log, logs()  # not by a report
     finally:
         agent_code = agent.stop(15)

@@ -30,6 +30,8 @@ LOG = logging.getLogger(__name__)
 
 KUBELET_SOCKET = "kubelet.sock"
 MAX_SOCKET_PATH = api.MAX_SOCKET_PATH
+#: How often a registration in flight checks that the plugin's own socket is still there (s).
+REGISTER_CHECK_INTERVAL = 0.05
 
 
 def socket_is_live(path: str | os.PathLike[str], timeout: float = 1.0) -> bool:
@@ -183,8 +185,10 @@ class DevicePluginServer:
                                      resource_name=self.resource_name, options=options())
         self._attempts += 1
         with grpc.insecure_channel(f"unix:{os.fspath(self.kubelet_socket)}") as channel:
+            call = pb_grpc.RegistrationStub(channel).Register.future(  # type: ignore[no-untyped-call]
+                request, timeout=self._register_timeout)
             try:
-                pb_grpc.RegistrationStub(channel).Register(request, timeout=self._register_timeout)  # type: ignore[no-untyped-call]
+                self._await_registration(call)
             except grpc.RpcError as err:
                 self._metrics.registration_failed()
                 raise api.RegistrationError(f"{self._name}: registration with kubelet failed: "
@@ -195,6 +199,26 @@ class DevicePluginServer:
         self.last_error = None
         self._registered.set()
         LOG.info("%s: registered with kubelet as %s", self._name, self.endpoint)
+
+    def _await_registration(self, call: grpc.Future) -> None:
+        """Wait for kubelet's answer to Register, watching our own socket meanwhile.
+
+        kubelet's Register dials the plugin's socket before it answers (up to 10 s). A kubelet
+        restarting between our last check and the call deletes that socket: the call can then
+        only time out, and serving again waits for it. So a socket that vanishes or is replaced
+        while the call is in flight cancels it at once, and the supervisor serves and registers
+        again (kubelet's dial, still retrying, then finds the new socket too)."""
+        while True:
+            try:
+                call.result(timeout=REGISTER_CHECK_INTERVAL)
+                return
+            except grpc.FutureTimeoutError:
+                if self._stop.is_set() or file_identity(self.socket_path) != self._own_id:
+                    call.cancel()
+                    self._metrics.registration_failed()
+                    raise api.RegistrationError(
+                        f"{self._name}: own socket removed while registering (kubelet restart?); "
+                        "serving again") from None
 
     def _stream_ended(self, lived: float) -> None:
         """A ListAndWatch stream ended while serving (gRPC thread).  kubelet drops a stream it can't

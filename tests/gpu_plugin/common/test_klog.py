@@ -7,6 +7,7 @@ effect. The plugin's own warning is checked on the real program in a subprocess.
 from __future__ import annotations
 
 import logging
+import os
 import selectors
 import signal
 import subprocess
@@ -91,19 +92,26 @@ def test_one_warning_names_them(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def _stderr_until(proc: subprocess.Popen[str], needle: str, timeout: float = 30.0) -> list[str]:
-    """Lines of ``proc``'s stderr up to the first one containing ``needle`` (fails on exit/timeout)."""
+    """Lines of ``proc``'s stderr up to the read that brought ``needle`` (fails on exit/timeout).
+
+    Reads the pipe's descriptor, not the text wrapper: ``readline()`` buffers what it read past
+    the line it returns, and ``select()`` on the descriptor then waits for output that already
+    came (a line sitting in that buffer was not seen for the whole timeout)."""
     assert proc.stderr is not None
+    fd = proc.stderr.fileno()
     lines: list[str] = []
+    pending = b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stderr, selectors.EVENT_READ)
+        sel.register(fd, selectors.EVENT_READ)
         while time.monotonic() < deadline:
             if not sel.select(timeout=deadline - time.monotonic()):
                 break
-            line = proc.stderr.readline()
-            assert line, f"exited ({proc.wait()}) before {needle!r}: {lines}"
-            lines.append(line.rstrip("\n"))
-            if needle in line:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"exited ({proc.wait()}) before {needle!r}: {lines}"
+            *complete, pending = (pending + chunk).split(b"\n")
+            lines.extend(line.decode(errors="replace") for line in complete)
+            if any(needle in line for line in lines):
                 return lines
     raise AssertionError(f"{needle!r} not seen within {timeout} s: {lines}")
 
