@@ -131,18 +131,10 @@ class CdiSpecWriter:
                 self._known[qualified_name] = (info, text, current[1])
                 return True
             try:
-                import tempfile  # on the first write, not in an idle plugin (~0.7 MB with random, shutil)
+                # on the first write, not in an idle plugin (~0.7 MB with tempfile, random, shutil)
+                from gpu_plugin.common.atomic_file import write_beside
 
-                os.makedirs(self.cdi_dir, mode=0o755, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.cdi_dir)
-                try:
-                    with os.fdopen(fd, "w", encoding="utf-8") as f:
-                        f.write(text)
-                    os.chmod(tmp, 0o644)
-                    os.replace(tmp, path)
-                except BaseException:
-                    os.unlink(tmp)
-                    raise
+                write_beside(path, text)
                 self._known[qualified_name] = (info, text, _identity(os.stat(path)))
             except OSError as err:
                 LOG.error("CDI spec write failed for %s: %s", qualified_name, err)

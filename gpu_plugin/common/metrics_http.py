@@ -30,17 +30,20 @@ class MetricsAddressError(ValueError):
     """A ``-metrics-address`` that is not ``[HOST]:PORT`` or ``PORT``."""
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``PORT``, ``:PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); no host = 127.0.0.1."""
+def parse_address(text: str, what: str = "invalid address") -> tuple[str, int]:
+    """``PORT``, ``:PORT``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); no host = 127.0.0.1.
+
+    ``what`` starts the error message (the sysinv services name their option there)."""
     host, sep, port_text = text.rpartition(":")
     if not sep:
         host, port_text = "", text
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise MetricsAddressError(f"invalid address {text!r}: want [HOST]:PORT with PORT 0-65535")
-    if ":" in host and not text.startswith("["):
-        raise MetricsAddressError(f"invalid address {text!r}: write IPv6 hosts as [HOST]:PORT")
+        raise MetricsAddressError(f"{what} {text!r}: want [HOST]:PORT with PORT 0-65535")
+    if not bracketed and any(c in host for c in ":[]"):
+        raise MetricsAddressError(f"{what} {text!r}: write IPv6 hosts as [HOST]:PORT")
     return host or DEFAULT_HOST, int(port_text)
 
 
@@ -64,11 +67,12 @@ class MetricsEndpoint:
 
 
 def serve(address: str, registry: CollectorRegistry, program: str,
-          limits: Limits | None = None) -> MetricsEndpoint:
-    """Serve ``registry`` on ``address``; raises OSError if the port cannot be bound."""
+          limits: Limits | None = None, what: str = "invalid address") -> MetricsEndpoint:
+    """Serve ``registry`` on ``address``; raises MetricsAddressError, or OSError if the port
+    cannot be bound."""
     from gpu_plugin.common import metrics_server
 
-    host, port = parse_address(address)
+    host, port = parse_address(address, what)
     server, thread = metrics_server.start(host, port, registry, limits)
     endpoint = MetricsEndpoint(server, thread)
     LOG.info("%s: serving Prometheus metrics on %s", program, endpoint.url)

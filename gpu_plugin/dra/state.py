@@ -22,12 +22,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from gpu_plugin.cdi import devices_spec_text
+from gpu_plugin.common.atomic_file import write_beside
 from gpu_plugin.deviceplugin.api import DeviceInfo
 
 LOG = logging.getLogger(__name__)
@@ -114,19 +114,7 @@ class Checkpoint:
         raw = {uid: asdict(c) for uid, c in sorted(claims.items())}
         text = json.dumps({"version": CHECKPOINT_VERSION, "checksum": _checksum(raw), "claims": raw},
                           sort_keys=True, indent=1)
-        directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, mode=0o750, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_beside(self.path, text, mode=None, dir_mode=0o750, prefix=".checkpoint-", fsync=True)
 
 
 class ClaimSpecs:
@@ -141,17 +129,7 @@ class ClaimSpecs:
     def write(self, claim_uid: str, devices: Sequence[tuple[str, DeviceInfo]]) -> list[str]:
         """Write the claim's spec atomically (0644, as CDI specs are); returns the CDI device IDs."""
         text = devices_spec_text(CDI_KIND, [(f"{claim_uid}-{name}", info) for name, info in devices])
-        os.makedirs(self.cdi_dir, mode=0o755, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=self.cdi_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path(claim_uid))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_beside(self.path(claim_uid), text)
         return [cdi_device_id(claim_uid, name) for name, _ in devices]
 
     def remove(self, claim_uid: str) -> None:

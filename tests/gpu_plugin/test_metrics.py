@@ -27,7 +27,8 @@ def test_parse_address(text: str, want: tuple[str, int]) -> None:
     assert parse_address(text) == want
 
 
-@pytest.mark.parametrize("text", ["", "host", "host:", ":65536", ":-1", "::1:80", "a:b"])
+@pytest.mark.parametrize("text", ["", "host", "host:", ":65536", ":-1", "::1:80", "a:b",
+                                  "[::1:80", "::1]:80"])
 def test_parse_address_refuses(text: str) -> None:
     with pytest.raises(MetricsAddressError):
         parse_address(text)
