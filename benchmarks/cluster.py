@@ -33,55 +33,19 @@ from pathlib import Path
 from typing import Any
 
 import oslo_messaging as messaging
-from oslo_config import cfg
 
 from benchmarks.common import Result, median, percentile
+from benchmarks.conductor_setup import conductor_conf, host_uuid, wait
 from localcluster import LocalCluster
 
 SUITE = "cluster"
-RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
-PLUGINS = {"intel-gpu-plugin": "intelgpu=enabled"}
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DS_NAME = "intel-gpu-plugin"
 DS_LABELS = {"app": "intel-gpu-plugin-bench"}
 
 
-def _uuid(i: int) -> str:
-    return f"{i:08x}-0000-4000-8000-{i:012x}"
-
-
-def _wait(what: str, condition: Callable[[], Any], timeout: float = 60, interval: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
 # ----------------------------------------------------------------------------- conductor setup
-def _conductor_conf(tmp: Path, kubeconfig: Path, topic: str) -> cfg.ConfigOpts:
-    from sysinv_ext.common import rpc
-    from sysinv_ext.conf import register_conductor_opts
-
-    plugins = tmp / "enabled_kube_plugins"
-    plugins.write_text(json.dumps(PLUGINS))
-    conf = cfg.ConfigOpts()
-    register_conductor_opts(conf)
-    rpc.register_opts(conf)
-    conf([], default_config_files=[])
-    conf.set_override("transport_url", RABBIT_URL)
-    conf.set_override("topic", topic, "conductor")
-    conf.set_override("host", f"bench-{uuid.uuid4().hex[:6]}", "conductor")
-    conf.set_override("state_path", str(tmp / "state"), "conductor")
-    conf.set_override("enabled_kube_plugins", str(plugins), "conductor")
-    conf.set_override("kubeconfig", str(kubeconfig), "kubernetes")
-    return conf
-
-
 @contextmanager
 def _conductor(tmp: Path, kubeconfig: Path) -> Iterator[tuple[Any, Any]]:
     """A ConductorManager serving RPC on RabbitMQ, and an agent-side ConductorAPI."""
@@ -92,7 +56,7 @@ def _conductor(tmp: Path, kubeconfig: Path) -> Iterator[tuple[Any, Any]]:
 
     tmp.mkdir(parents=True, exist_ok=True)
     topic = "sysinv.conductor_manager.bench-" + uuid.uuid4().hex[:8]
-    conf = _conductor_conf(tmp, kubeconfig, topic)
+    conf = conductor_conf(tmp, kubeconfig, topic, f"bench-{uuid.uuid4().hex[:6]}")
     manager = ConductorManager(conf)
     migration.upgrade(manager.engine)
     server = rpc.get_server(conf, messaging.Target(topic=topic, server=conf.conductor.host), [manager],
@@ -163,9 +127,9 @@ def bench_cycle(cluster: LocalCluster, agent: Any, tmp: Path, cycles: int = 20) 
         for _ in range(cycles):
             t0 = time.perf_counter()
             agent.device_plugin_labels_update_by_ihost({}, host, ["intelgpu"])
-            _wait("label", lambda: cluster.node()["metadata"].get("labels", {}).get("intelgpu") == "enabled")
+            wait("label", lambda: cluster.node()["metadata"].get("labels", {}).get("intelgpu") == "enabled")
             t1 = time.perf_counter()
-            pod = _wait("plugin pod bound", lambda: _plugin_pod(cluster))
+            pod = wait("plugin pod bound", lambda: _plugin_pod(cluster))
             t2 = time.perf_counter()
             args = list(pod["spec"]["containers"][0].get("args", [])) + [
                 "-sysfs-root", sysfs.sysfs_root, "-devfs-root", sysfs.devfs_root,
@@ -173,7 +137,7 @@ def bench_cycle(cluster: LocalCluster, agent: Any, tmp: Path, cycles: int = 20) 
             plugin = subprocess.Popen([str(BIN / "intel-gpu-plugin"), *args], stdout=log, stderr=log,
                                       start_new_session=True)
             try:
-                _wait("allocatable", lambda: _allocatable(cluster) == "1")
+                wait("allocatable", lambda: _allocatable(cluster) == "1")
                 t3 = time.perf_counter()
             finally:
                 agent.device_plugin_labels_update_by_ihost({}, host, [])
@@ -183,8 +147,8 @@ def bench_cycle(cluster: LocalCluster, agent: Any, tmp: Path, cycles: int = 20) 
             stages["bound"].append(t2 - t1)
             stages["allocatable"].append(t3 - t2)
             stages["total"].append(t3 - t0)
-            _wait("pod deleted", lambda: _no_plugin_pod(cluster))
-            _wait("allocatable 0", lambda: _allocatable(cluster) == "0")
+            wait("pod deleted", lambda: _no_plugin_pod(cluster))
+            wait("allocatable 0", lambda: _allocatable(cluster) == "0")
     finally:
         log.close()
         cluster.kubectl("delete", "daemonset", "-n", "kube-system", DS_NAME, "--ignore-not-found",
@@ -214,7 +178,7 @@ def _create_nodes(cluster: LocalCluster, prefix: str, count: int, base: int, lab
         if labelled:
             labels["intelgpu"] = "enabled"
         api.create_node({"metadata": {"name": f"{prefix}-{i:05d}", "labels": labels},
-                         "status": {"nodeInfo": {"systemUUID": _uuid(base + i).upper(), "machineID": "",
+                         "status": {"nodeInfo": {"systemUUID": host_uuid(base + i).upper(), "machineID": "",
                                                  "bootID": "", "kernelVersion": "", "osImage": "",
                                                  "containerRuntimeVersion": "", "kubeletVersion": "",
                                                  "kubeProxyVersion": "", "operatingSystem": "linux",
@@ -253,7 +217,7 @@ def _burst(agent: Any, labelled: Callable[[int], bool], base: int, agents: int) 
     def report(i: int) -> None:
         try:
             barrier.wait()
-            agent.device_plugin_labels_update_by_ihost({}, _uuid(base + i), ["intelgpu"])
+            agent.device_plugin_labels_update_by_ihost({}, host_uuid(base + i), ["intelgpu"])
         except BaseException as err:  # noqa: BLE001 - counted
             errors.append(err)
     threads = [threading.Thread(target=report, args=(i,)) for i in range(agents)]
@@ -276,8 +240,8 @@ def bench_conductor_real(cluster: LocalCluster, tmp: Path, agents: int = 200,
     results: list[Result] = []
     with _conductor(tmp / "real", kubeconfig) as (manager, agent):
         manager.start()
-        _wait("the conductor's cache to hold every node",
-              lambda: all(manager.cache.get(_uuid(base + i)) is not None
+        wait("the conductor's cache to hold every node",
+              lambda: all(manager.cache.get(host_uuid(base + i)) is not None
                           for i in range(agents + audit_nodes)), timeout=120)
 
         def labelled(i: int) -> bool:
@@ -300,9 +264,9 @@ def _audit_real(cluster: LocalCluster, manager: Any, base: int, nodes: int) -> l
     from sysinv_ext.db.models import Host, Label, utcnow
 
     with manager.engine.begin() as conn:
-        conn.execute(insert(Host), [{"host_uuid": _uuid(base + i), "reported_at": utcnow(),
+        conn.execute(insert(Host), [{"host_uuid": host_uuid(base + i), "reported_at": utcnow(),
                                      "seen_at": utcnow()} for i in range(nodes)])
-        conn.execute(insert(Label), [{"host_uuid": _uuid(base + i), "label_key": "intelgpu",
+        conn.execute(insert(Label), [{"host_uuid": host_uuid(base + i), "label_key": "intelgpu",
                                       "label_value": "enabled", "created_at": utcnow()}
                                      for i in range(nodes)])
     manager.audit()
@@ -333,16 +297,16 @@ def bench_conductor_double(tmp: Path, agents: int = 200, audit_nodes: int = 1000
     try:
         base = 800_000
         for i in range(agents):
-            api.add_node(f"burst-{i:05d}", _uuid(base + i))
+            api.add_node(f"burst-{i:05d}", host_uuid(base + i))
         for i in range(audit_nodes):
-            api.add_node(f"audit-{i:05d}", _uuid(base + agents + i),
+            api.add_node(f"audit-{i:05d}", host_uuid(base + agents + i),
                          {"kubernetes.io/hostname": f"audit-{i:05d}", "intelgpu": "enabled"})
         kubeconfig = api.write_kubeconfig(tmp / "double.kubeconfig")
         results: list[Result] = []
         with _conductor(tmp / "double", kubeconfig) as (manager, agent):
             manager.start()
-            _wait("the conductor's cache to hold every node",
-                  lambda: all(manager.cache.get(_uuid(base + i)) is not None
+            wait("the conductor's cache to hold every node",
+                  lambda: all(manager.cache.get(host_uuid(base + i)) is not None
                               for i in range(agents + audit_nodes)), timeout=120)
             elapsed, ok, failed = _burst(
                 agent, lambda i: api.node_labels(f"burst-{i:05d}").get("intelgpu") == "enabled", base, agents)
@@ -355,11 +319,12 @@ def bench_conductor_double(tmp: Path, agents: int = 200, audit_nodes: int = 1000
 
             from sysinv_ext.db.models import Host, Label, utcnow
             with manager.engine.begin() as conn:
-                conn.execute(insert(Host), [{"host_uuid": _uuid(base + agents + i), "reported_at": utcnow(),
-                                             "seen_at": utcnow()} for i in range(audit_nodes)])
-                conn.execute(insert(Label), [{"host_uuid": _uuid(base + agents + i), "label_key": "intelgpu",
+                audited = [host_uuid(base + agents + i) for i in range(audit_nodes)]
+                conn.execute(insert(Host), [{"host_uuid": uuid_, "reported_at": utcnow(),
+                                             "seen_at": utcnow()} for uuid_ in audited])
+                conn.execute(insert(Label), [{"host_uuid": uuid_, "label_key": "intelgpu",
                                               "label_value": "enabled", "created_at": utcnow()}
-                                             for i in range(audit_nodes)])
+                                             for uuid_ in audited])
             manager.audit()
             manager.cache.stop()
             for i in range(audit_nodes):

@@ -14,7 +14,6 @@ ZeroMQ peer's floods (latency of another peer's call, server RSS) from sysinv_zm
 """
 from __future__ import annotations
 
-import json
 import socket
 import tempfile
 import threading
@@ -31,21 +30,15 @@ from oslo_config import cfg
 from sqlalchemy import event, insert
 
 from benchmarks.common import Result, median, percentile
+from benchmarks.conductor_setup import conductor_conf, host_uuid
 from sysinv_ext.common import rpc
 from sysinv_ext.conductor.manager import ConductorManager
 from sysinv_ext.conductor.rpcapi import ConductorAPI
-from sysinv_ext.conf import register_conductor_opts
 from sysinv_ext.db import migration
 from sysinv_ext.db.models import Host, Label, utcnow
 from tests.fakes.kube_api import FakeKubeAPI
 
 SUITE = "sysinv"
-RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
-PLUGINS = {"intel-gpu-plugin": "intelgpu=enabled"}
-
-
-def _uuid(i: int) -> str:
-    return f"{i:08x}-0000-4000-8000-{i:012x}"
 
 
 @dataclass
@@ -66,27 +59,11 @@ class _Empty:
         return {}
 
 
-def _conf(tmp: Path, api: FakeKubeAPI, topic: str) -> cfg.ConfigOpts:
-    plugins = tmp / "enabled_kube_plugins"
-    plugins.write_text(json.dumps(PLUGINS))
-    conf = cfg.ConfigOpts()
-    register_conductor_opts(conf)
-    rpc.register_opts(conf)
-    conf([], default_config_files=[])
-    conf.set_override("transport_url", RABBIT_URL)
-    conf.set_override("topic", topic, "conductor")
-    conf.set_override("host", "bench-conductor", "conductor")
-    conf.set_override("state_path", str(tmp / "state"), "conductor")
-    conf.set_override("enabled_kube_plugins", str(plugins), "conductor")
-    conf.set_override("kubeconfig", str(api.write_kubeconfig(tmp / "kubeconfig")), "kubernetes")
-    return conf
-
-
 @contextmanager
 def _bench(tmp: Path) -> Iterator[Bench]:
     api = FakeKubeAPI().start()
     topic = "sysinv.conductor_manager.bench-" + uuid.uuid4().hex[:8]
-    conf = _conf(tmp, api, topic)
+    conf = conductor_conf(tmp, api.write_kubeconfig(tmp / "kubeconfig"), topic, "bench-conductor")
     manager = ConductorManager(conf)
     migration.upgrade(manager.engine)
     server_transport = rpc.get_transport(conf)
@@ -118,14 +95,14 @@ def bench_report_latency(b: Bench, rounds: int = 100) -> list[Result]:
         t0 = time.perf_counter()
         b.floor.call({}, "ping")
         floor_ms.append((time.perf_counter() - t0) * 1000)
-    b.api.add_node("worker-0", _uuid(0))
-    b.agent.device_plugin_labels_update_by_ihost({}, _uuid(0), {})  # warm: client, LIST, queues
+    b.api.add_node("worker-0", host_uuid(0))
+    b.agent.device_plugin_labels_update_by_ihost({}, host_uuid(0), {})  # warm: client, LIST, queues
     label_ms, return_ms = [], []
     for i in range(rounds * 2):
         b.api.clear_records()
         payload = {"intelgpu": "enabled"} if i % 2 == 0 else {}
         t0 = time.perf_counter()
-        b.agent.device_plugin_labels_update_by_ihost({}, _uuid(0), payload)
+        b.agent.device_plugin_labels_update_by_ihost({}, host_uuid(0), payload)
         returned = time.perf_counter()
         if ("intelgpu" in b.api.node_labels("worker-0")) != bool(payload) or not b.api.patch_applied:
             raise RuntimeError("label not changed when the call returned")
@@ -148,12 +125,12 @@ def bench_report_latency(b: Bench, rounds: int = 100) -> list[Result]:
 def _seed(b: Bench, nodes: int, prefix: str, base: int) -> None:
     """``nodes`` labelled nodes and their records (one bulk insert: setup, not measured)."""
     for i in range(nodes):
-        b.api.add_node(f"{prefix}-{i:05d}", _uuid(base + i),
+        b.api.add_node(f"{prefix}-{i:05d}", host_uuid(base + i),
                        {"kubernetes.io/hostname": f"{prefix}-{i:05d}", "intelgpu": "enabled"})
     with b.manager.engine.begin() as conn:
-        conn.execute(insert(Host), [{"host_uuid": _uuid(base + i), "reported_at": utcnow(),
+        conn.execute(insert(Host), [{"host_uuid": host_uuid(base + i), "reported_at": utcnow(),
                                      "seen_at": utcnow()} for i in range(nodes)])
-        conn.execute(insert(Label), [{"host_uuid": _uuid(base + i), "label_key": "intelgpu",
+        conn.execute(insert(Label), [{"host_uuid": host_uuid(base + i), "label_key": "intelgpu",
                                       "label_value": "enabled", "created_at": utcnow()}
                                      for i in range(nodes)])
 
@@ -230,9 +207,9 @@ def bench_watch_restore(b: Bench, count: int = 200) -> list[Result]:
 def bench_burst(b: Bench, agents: int = 200) -> list[Result]:
     base = 5000
     for i in range(agents):
-        b.api.add_node(f"burst-{i:03d}", _uuid(base + i))
+        b.api.add_node(f"burst-{i:03d}", host_uuid(base + i))
     deadline = time.monotonic() + 30
-    while any(b.manager.cache.get(_uuid(base + i)) is None for i in range(agents)) \
+    while any(b.manager.cache.get(host_uuid(base + i)) is None for i in range(agents)) \
             and time.monotonic() < deadline:
         time.sleep(0.01)  # the watch has delivered the new nodes
     errors: list[BaseException] = []
@@ -241,7 +218,7 @@ def bench_burst(b: Bench, agents: int = 200) -> list[Result]:
     def agent(i: int) -> None:
         try:
             start.wait()
-            b.agent.device_plugin_labels_update_by_ihost({}, _uuid(base + i), {"intelgpu": "enabled"})
+            b.agent.device_plugin_labels_update_by_ihost({}, host_uuid(base + i), {"intelgpu": "enabled"})
         except BaseException as err:  # counted below
             errors.append(err)
 

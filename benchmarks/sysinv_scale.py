@@ -60,6 +60,7 @@ from oslo_config import cfg
 
 from benchmarks import sysinv_floor
 from benchmarks.common import Result
+from benchmarks.conductor_setup import RABBIT_URL, host_uuid
 from sysinv_ext.common import rpc
 from sysinv_ext.common.context import get_admin_context
 from sysinv_ext.conductor.rpcapi import ConductorAPI, HostUUID
@@ -69,7 +70,6 @@ from tests.fakes.kube_api import FakeKubeAPI
 from tests.fakes.postgres import throwaway_database
 
 SUITE = "sysinv"
-RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 NODES = 5000  # the cluster size the targets are set for (BENCH_SCALE_NODES overrides the size)
 TRANSPORTS = ("amqp", "zmq")
 CALLER_PROCESSES = 4
@@ -80,10 +80,6 @@ ZMQ_ATTEMPT_TIMEOUT = 2.0  # s: one report attempt of the agent during a ZeroMQ 
 METHOD = "device_plugin_labels_update_by_ihost"
 
 Agent = ConductorAPI | ZmqConductorAPI
-
-
-def _uuid(i: int) -> str:
-    return f"{i:08x}-0000-4000-8000-{i:012x}"
 
 
 def _timeout() -> float:
@@ -265,7 +261,7 @@ def _run(transport: str, nodes: int) -> list[Result]:
     with _workdir(transport) as tmpdir, _database(Path(tmpdir)) as db:
         tmp = Path(tmpdir)
         for i in range(nodes):
-            api.add_node(f"node-{i:05d}", _uuid(i), {"kubernetes.io/hostname": f"node-{i:05d}"})
+            api.add_node(f"node-{i:05d}", host_uuid(i), {"kubernetes.io/hostname": f"node-{i:05d}"})
         kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
         plugins = tmp / "enabled_kube_plugins"
         plugins.write_text(json.dumps({"intel-gpu-plugin": "intelgpu=enabled"}))
@@ -286,7 +282,7 @@ def _run(transport: str, nodes: int) -> list[Result]:
                     raise RuntimeError(f"{transport}: controller-0 never served")  # (calls lost before)
             agents = _Agents(flow, flow.attempt_timeout)
             agent = agents.new()
-            agents.report(agent, _uuid(0), {})  # served by the active
+            agents.report(agent, host_uuid(0), {})  # served by the active
             return _burst(api, flow, floor) + _rss(flow, procs) + _failover(api, flow, agents, agent, procs)
         finally:
             for proc in procs.values():
@@ -331,11 +327,11 @@ def _caller_process(flow: _Flow, indices: list[int], barrier: object, out: objec
         agent = clients[k]
         for i in indices[k::CALLER_THREADS]:
             try:
-                agents.report(agent, _uuid(i), {"intelgpu": "enabled"})
+                agents.report(agent, host_uuid(i), {"intelgpu": "enabled"})
             except Exception as err:  # counted by the parent
                 errors.append(repr(err))
 
-    agents.warm(clients, _uuid(indices[0]))
+    agents.warm(clients, host_uuid(indices[0]))
     barrier.wait()  # type: ignore[attr-defined]
     threads = [threading.Thread(target=caller, args=(k,)) for k in range(CALLER_THREADS)]
     for t in threads:
@@ -402,7 +398,7 @@ def _failover(api: FakeKubeAPI, flow: _Flow, agents: _Agents, agent: Agent,
     while True:  # AMQP: one attempt (the request waits in the queue); ZeroMQ: until one is answered
         attempts += 1
         try:
-            result = agents.report(agent, _uuid(0), {})  # GPU gone on node 0
+            result = agents.report(agent, host_uuid(0), {})  # GPU gone on node 0
             break
         except messaging.MessagingTimeout:
             if time.perf_counter() - killed + flow.attempt_timeout > _timeout():

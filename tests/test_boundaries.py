@@ -152,10 +152,12 @@ RULES = [
      ("zmq",), ("sysinv_ext.common.zmq_rpc", "sysinv_ext.cmd.conductor",
                 "sysinv_ext.common.zmq_curve")),  # zmq_curve: CURVE key files (zmq.auth), no socket
     # one distribution: the sysinv services share the capped metrics HTTP server (issue 21 item 9)
-    # and the deadlock-free signal handling, and nothing else of the plugin family
+    # with its address parsing, and the deadlock-free signal handling; nothing else of the plugin
+    # family (no GPU code)
     ("sysinv-ext-shares-only-the-metrics-server-and-signals",
      lambda m: _matches(m, "sysinv_ext"),
-     ("gpu_plugin",), (), ("gpu_plugin.common.metrics_server", "gpu_plugin.common.signals")),
+     ("gpu_plugin",), (), ("gpu_plugin.common.metrics_server", "gpu_plugin.common.metrics_http",
+                           "gpu_plugin.common.signals")),
     ("production-never-imports-test-doubles",
      lambda m: True,
      ("tests",), ()),

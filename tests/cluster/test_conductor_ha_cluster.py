@@ -12,21 +12,17 @@ import json
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from oslo_config import cfg
 
 from localcluster import LocalCluster
-from sysinv_ext.common import rpc
 from sysinv_ext.conductor.rpcapi import ConductorAPI
-from tests.fakes import rabbit as rabbit_fake
 from tests.fakes.postgres import throwaway_database
 from tests.sysinv.conftest import HOST_A, HOST_B, wait_for
-from tests.sysinv.test_conductor_service import RABBIT_URL, Conductor, _wait_ready
+from tests.sysinv.test_conductor_service import _wait_ready, conductor_pair
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.postgres, pytest.mark.slow]
 LEASE = ("kube-system", "sysinv-gpu-conductor")
@@ -63,37 +59,13 @@ def pair(cluster: LocalCluster, tmp_path: Path) -> Iterator[dict[str, Any]]:
     kubeconfig = cluster.token_kubeconfig(tmp_path / "conductor.kubeconfig", token)
     for name, system_uuid in NODES.items():
         cluster.kubectl("create", "-f", "-", input=json.dumps(_node(name, system_uuid)))
-    topic = "sysinv.conductor_manager.ha-" + uuid.uuid4().hex[:8]
-    plugins = tmp_path / "enabled_kube_plugins"
-    plugins.write_text(json.dumps({"intel-gpu-plugin": "intelgpu=enabled"}))
-    conductors: dict[str, Conductor] = {}
-    conf = cfg.ConfigOpts()
-    rpc.register_opts(conf)
-    conf([], default_config_files=[])
-    transport = rpc.get_transport(conf, url=RABBIT_URL)
-    with throwaway_database("sysinv_ext_ha_cluster") as database:
-        for name in ("controller-0", "controller-1"):
-            config = tmp_path / f"{name}.conf"
-            log = tmp_path / f"{name}.log"
-            config.write_text(
-                f"[DEFAULT]\ntransport_url = {RABBIT_URL}\nlog_file = {log}\n"
-                f"[conductor]\ntopic = {topic}\nhost = {name}\nenabled_kube_plugins = {plugins}\n"
-                f"state_path = {tmp_path}/{name}\naudit_interval = 1\n"
-                "lease_duration = 4\nlease_renew_deadline = 3\nlease_retry_period = 0.5\n"
-                f"[database]\nconnection = {database}\n"
-                f"[kubernetes]\nkubeconfig = {kubeconfig}\nretry_backoff = 0.01\n")
-            conductors[name] = Conductor(config, log)
-        try:
-            yield {"conductors": conductors,
-                   "api": ConductorAPI(transport, topic=topic, timeout=5, retry=0)}
-        finally:
-            for conductor in conductors.values():
-                conductor.kill()
-            transport.cleanup()
-            rabbit_fake.delete(queues=[topic] + [f"{topic}.{name}" for name in conductors])
-            for name in NODES:
-                cluster.kubectl("delete", "node", name, "--ignore-not-found", check=False)
-            cluster.kubectl("delete", "lease", "-n", LEASE[0], LEASE[1], "--ignore-not-found", check=False)
+    try:
+        with throwaway_database("sysinv_ext_ha_cluster") as database, \
+                conductor_pair(tmp_path, database, kubeconfig) as pair:
+            yield pair
+    finally:
+        for name in NODES:
+            cluster.kubectl("delete", "node", name, "--ignore-not-found", check=False)
 
 
 def test_kill_9_of_the_active_the_standby_takes_the_real_lease(pair: dict[str, Any],

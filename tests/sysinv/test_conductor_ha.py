@@ -9,23 +9,18 @@ RabbitMQ or PostgreSQL is unreachable.
 """
 from __future__ import annotations
 
-import json
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from oslo_config import cfg
 
-from sysinv_ext.common import rpc
 from sysinv_ext.conductor.rpcapi import ConductorAPI
-from tests.fakes import rabbit as rabbit_fake
 from tests.fakes.kube_api import FakeKubeAPI
 from tests.sysinv.conftest import HOST_A, HOST_B, wait_for
-from tests.sysinv.test_conductor_service import RABBIT_URL, Conductor, _wait_ready
+from tests.sysinv.test_conductor_service import _wait_ready, conductor_pair
 
 LEASE = ("kube-system", "sysinv-gpu-conductor")
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
@@ -43,34 +38,8 @@ def pair(tmp_path: Path, fake_kube: FakeKubeAPI, kubeconfig: Path,
 
     if not tcp_reachable("127.0.0.1", 5672):
         pytest.skip("RabbitMQ is not reachable at 127.0.0.1:5672")
-    topic = "sysinv.conductor_manager.ha-" + uuid.uuid4().hex[:8]
-    plugins = tmp_path / "enabled_kube_plugins"
-    plugins.write_text(json.dumps({"intel-gpu-plugin": "intelgpu=enabled"}))
-    conductors = {}
-    for name in ("controller-0", "controller-1"):
-        config = tmp_path / f"{name}.conf"
-        log = tmp_path / f"{name}.log"
-        config.write_text(
-            f"[DEFAULT]\ntransport_url = {RABBIT_URL}\nlog_file = {log}\n"
-            f"[conductor]\ntopic = {topic}\nhost = {name}\nenabled_kube_plugins = {plugins}\n"
-            f"state_path = {tmp_path}/{name}\naudit_interval = 1\n"
-            "lease_duration = 4\nlease_renew_deadline = 3\nlease_retry_period = 0.5\n"
-            f"[database]\nconnection = {postgres_url}\n"
-            f"[kubernetes]\nkubeconfig = {kubeconfig}\nretry_backoff = 0.01\n")
-        conductors[name] = Conductor(config, log)
-    conf = cfg.ConfigOpts()
-    rpc.register_opts(conf)
-    conf([], default_config_files=[])
-    transport = rpc.get_transport(conf, url=RABBIT_URL)
-    try:
-        yield {"conductors": conductors, "transport": transport,
-               "api": ConductorAPI(transport, topic=topic, timeout=5, retry=0)}
-    finally:
-        for conductor in conductors.values():
-            conductor.kill()
-        transport.cleanup()
-        queues = [topic] + [f"{topic}.{name}" for name in conductors]
-        rabbit_fake.delete(queues=queues)
+    with conductor_pair(tmp_path, postgres_url, kubeconfig) as pair:
+        yield pair
 
 
 def test_kill_9_of_the_active_standby_takes_over(pair: dict[str, Any], fake_kube: FakeKubeAPI) -> None:

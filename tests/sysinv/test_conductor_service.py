@@ -5,6 +5,7 @@ EMULATED: the Kubernetes API (tests/fakes/kube_api.py); the agent side is the re
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -93,6 +94,41 @@ class Conductor:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def conductor_pair(tmp_path: Path, database: str, kubeconfig: Path) -> Iterator[dict[str, Any]]:
+    """Two conductor processes' configurations (not started): controller-0 and controller-1 on one
+    topic, one database and one API server, with short lease timings; yields ``conductors``,
+    ``transport`` and an agent-side ``api``; kills both and deletes their queues at the end.
+    Shared by the HA tests on the emulated API server and on the real one."""
+    topic = "sysinv.conductor_manager.ha-" + uuid.uuid4().hex[:8]
+    plugins = tmp_path / "enabled_kube_plugins"
+    plugins.write_text(json.dumps({"intel-gpu-plugin": "intelgpu=enabled"}))
+    conductors = {}
+    for name in ("controller-0", "controller-1"):
+        config = tmp_path / f"{name}.conf"
+        log = tmp_path / f"{name}.log"
+        config.write_text(
+            f"[DEFAULT]\ntransport_url = {RABBIT_URL}\nlog_file = {log}\n"
+            f"[conductor]\ntopic = {topic}\nhost = {name}\nenabled_kube_plugins = {plugins}\n"
+            f"state_path = {tmp_path}/{name}\naudit_interval = 1\n"
+            "lease_duration = 4\nlease_renew_deadline = 3\nlease_retry_period = 0.5\n"
+            f"[database]\nconnection = {database}\n"
+            f"[kubernetes]\nkubeconfig = {kubeconfig}\nretry_backoff = 0.01\n")
+        conductors[name] = Conductor(config, log)
+    conf = cfg.ConfigOpts()
+    rpc.register_opts(conf)
+    conf([], default_config_files=[])
+    transport = rpc.get_transport(conf, url=RABBIT_URL)
+    try:
+        yield {"conductors": conductors, "transport": transport,
+               "api": ConductorAPI(transport, topic=topic, timeout=5, retry=0)}
+    finally:
+        for conductor in conductors.values():
+            conductor.kill()
+        transport.cleanup()
+        rabbit_fake.delete(queues=[topic] + [f"{topic}.{name}" for name in conductors])
 
 
 @pytest.fixture
