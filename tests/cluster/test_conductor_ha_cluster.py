@@ -66,6 +66,7 @@ def pair(cluster: LocalCluster, tmp_path: Path) -> Iterator[dict[str, Any]]:
     finally:
         for name in NODES:
             cluster.kubectl("delete", "node", name, "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "lease", "-n", LEASE[0], LEASE[1], "--ignore-not-found", check=False)
 
 
 def test_kill_9_of_the_active_the_standby_takes_the_real_lease(pair: dict[str, Any],
