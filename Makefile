@@ -50,8 +50,8 @@ bench: venv
 	$(PY) -m benchmarks
 
 lint: venv
-	$(VENV)/bin/ruff check gpu_plugin sysinv_ext tests benchmarks scripts demo stx_app
-	$(VENV)/bin/mypy gpu_plugin sysinv_ext
+	$(VENV)/bin/ruff check gpu_plugin sysinv_ext tests benchmarks scripts demo stx_app localcluster
+	$(VENV)/bin/mypy gpu_plugin sysinv_ext localcluster
 	$(VENV)/bin/mypy stx_app/k8sapp_intel_gpu_plugin
 
 stubs: venv

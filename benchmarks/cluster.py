@@ -35,14 +35,19 @@ from typing import Any
 import oslo_messaging as messaging
 
 from benchmarks.common import Result, median, percentile
-from benchmarks.conductor_setup import conductor_conf, host_uuid, wait
-from localcluster import LocalCluster
+from benchmarks.conductor_setup import conductor_conf, host_uuid
+from localcluster import LocalCluster, wait_for
 
 SUITE = "cluster"
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DS_NAME = "intel-gpu-plugin"
 DS_LABELS = {"app": "intel-gpu-plugin-bench"}
+
+
+def wait(what: str, condition: Callable[[], Any], timeout: float = 60) -> Any:
+    """localcluster's wait_for, polling every 10 ms: the stage timings are read from it."""
+    return wait_for(what, condition, timeout, interval=0.01)
 
 
 # ----------------------------------------------------------------------------- conductor setup

@@ -408,7 +408,7 @@ class LocalCluster:
                     return node
             return None
         return wait_for(f"node {self.node_name} Ready", ready, timeout,
-                        [kubelet] if kubelet else [])  # type: ignore[return-value]
+                        [kubelet] if kubelet else [])
 
     def _wait_default_service_account(self) -> None:
         wait_for("ServiceAccount default/default", lambda: self.get_json(

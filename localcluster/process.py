@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 
 class ClusterError(RuntimeError):
@@ -73,9 +74,13 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def wait_for(what: str, condition, timeout: float, programs: Sequence[Program] = (),
-             interval: float = 0.05) -> object:
-    """Poll ``condition()`` until it returns a truthy value; fail early when a program died."""
+T = TypeVar("T")
+
+
+def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 60,
+             programs: Sequence[Program] = (), interval: float = 0.05) -> T:
+    """Poll ``condition()`` until it returns a truthy value, and return that; fail early when a
+    program died. Used by the cluster itself, its tests and the cluster benchmarks."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while True:

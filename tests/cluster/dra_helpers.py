@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from localcluster import LocalCluster
+from localcluster import LocalCluster, wait_for
 from localcluster.process import Program
 from tests.fakes.sysfs import FakeSysfs
 
@@ -30,14 +29,7 @@ T = TypeVar("T")
 
 
 def wait(what: str, condition: Callable[[], T], timeout: float = 60, interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    return wait_for(what, condition, timeout, interval=interval)
 
 
 def deploy(cluster: LocalCluster) -> dict[str, Any]:
