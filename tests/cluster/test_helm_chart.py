@@ -244,8 +244,10 @@ def put_lease(cluster: Any, renewed: datetime) -> None:
 @pytest.fixture
 def node(kube_cluster: Any) -> Iterator[Any]:
     """The real node as sysinv's host with an xe GPU in sysinv's inventory, first without the
-    intelgpu label (its label is restored afterwards)."""
+    intelgpu label (its label is restored afterwards) and without a conductor Lease (one that an
+    earlier test on this cluster left would make the check see a stale conductor)."""
     cluster = kube_cluster
+    cluster.kubectl("-n", "kube-system", "delete", "lease", "sysinv-gpu-conductor", "--ignore-not-found")
     label = (
         json.loads(cluster.kubectl("get", "node", cluster.node_name, "-o", "json").stdout)["metadata"]
         .get("labels", {})
