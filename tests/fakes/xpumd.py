@@ -61,6 +61,7 @@ class _Servicer(pb_grpc.DeviceInfoServicer):
             return
         q: queue.Queue[Any] = queue.Queue()
         owner._join(q)
+        context.add_callback(lambda: owner._terminated(q))  # the final status is on its way
         try:
             while context.is_active():
                 try:
@@ -86,6 +87,8 @@ class FakeXpumd:
         self.abort_code: grpc.StatusCode | None = None  #: set: every new stream fails with this code
         self._cond = threading.Condition()
         self._clients: set[queue.Queue[Any]] = set()
+        self._open: set[queue.Queue[Any]] = set()  #: streams whose RPC has not terminated yet
+        self._ending = False  #: a graceful stop is under way
         self._snapshot: pb.DeviceHealthResponse | None = None
         self._server: grpc.Server | None = None
 
@@ -97,6 +100,8 @@ class FakeXpumd:
         server.add_insecure_port(f"unix:{self.socket_path}")
         server.start()
         os.chmod(self.socket_path, 0o660)  # as xpumd: 0o117 umask
+        with self._cond:
+            self._ending = False
         self._server = server
         return self
 
@@ -106,14 +111,20 @@ class FakeXpumd:
             return
         if graceful:
             with self._cond:
+                self._ending = True  # a stream opened from now on ends at once as well
                 for q in self._clients:
                     q.put(_END)
+                # Stop only when every ended stream's OK status has been sent: stopping the server
+                # while one is still being sent could cut it off, and the client then saw
+                # UNAVAILABLE instead of the end of the stream (seen once in CI).
+                self._cond.wait_for(lambda: not self._open, timeout=5)
             self._server.stop(2).wait(5)
         else:
             self._server.stop(None).wait(5)
         self._server = None
         with self._cond:
             self._clients.clear()
+            self._open.clear()
             self._cond.notify_all()
 
     def restart(self, graceful: bool = True) -> None:
@@ -168,11 +179,19 @@ class FakeXpumd:
         with self._cond:
             if self._snapshot is not None:
                 q.put(self._snapshot)
+            if self._ending:
+                q.put(_END)
             self._clients.add(q)
+            self._open.add(q)
             self.connections += 1
             self._cond.notify_all()
 
     def _leave(self, q: queue.Queue[Any]) -> None:
         with self._cond:
             self._clients.discard(q)
+            self._cond.notify_all()
+
+    def _terminated(self, q: queue.Queue[Any]) -> None:
+        with self._cond:
+            self._open.discard(q)
             self._cond.notify_all()
