@@ -15,6 +15,7 @@ from oslo_config import cfg
 RABBIT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 PLUGINS = {"intel-gpu-plugin": "intelgpu=enabled"}
 
+
 def host_uuid(i: int) -> str:
     """The ``i``-th benchmark host's UUID (also its node's systemUUID)."""
     return f"{i:08x}-0000-4000-8000-{i:012x}"

@@ -60,7 +60,7 @@ from oslo_config import cfg
 
 from benchmarks import sysinv_floor
 from benchmarks.common import Result
-from benchmarks.conductor_setup import RABBIT_URL, host_uuid
+from benchmarks.conductor_setup import PLUGINS, RABBIT_URL, host_uuid
 from sysinv_ext.common import rpc
 from sysinv_ext.common.context import get_admin_context
 from sysinv_ext.conductor.rpcapi import ConductorAPI, HostUUID
@@ -264,7 +264,7 @@ def _run(transport: str, nodes: int) -> list[Result]:
             api.add_node(f"node-{i:05d}", host_uuid(i), {"kubernetes.io/hostname": f"node-{i:05d}"})
         kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
         plugins = tmp / "enabled_kube_plugins"
-        plugins.write_text(json.dumps({"intel-gpu-plugin": "intelgpu=enabled"}))
+        plugins.write_text(json.dumps(PLUGINS))
         try:
             floor = _floor(flow, tmp)
             for name in ("controller-0", "controller-1"):
